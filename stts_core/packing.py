@@ -1,0 +1,235 @@
+"""Packing the surviving patches of all frames, and attention restricted to each original frame.
+
+The canonical packed form is one concatenated sequence of kept tokens, frame after frame, with
+cumulative lengths (`cu_seqlens`): linear layers and MLPs run on it with no padding at all. Only
+attention needs to know where frames begin and end, and it has interchangeable back ends:
+
+- ``flash``: flash-attention's variable-length kernel (CUDA, when the package is installed);
+- ``flex``: PyTorch FlexAttention with a document mask (CUDA);
+- ``rows``: first-fit-decreasing packing into rows of N slots with a block-diagonal mask, run by
+  PyTorch SDPA (any device; the reference implementation's layout, used on the CPU);
+- ``loop``: one SDPA call per frame (the plain reference that the others are tested against).
+
+All give the same numbers as running every frame on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_BACKENDS = ("auto", "flash", "flex", "rows", "loop")
+
+
+def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
+    """Bin-pack frames (by surviving-token count) into rows of `capacity` slots.
+
+    Frames are taken longest first (ties by frame index) and each goes to the first row with room.
+    Empty frames take no row. Returns, per row, the frame indices in placement order.
+    """
+    if capacity < 1:
+        raise ValueError(f"Row capacity must be positive, got {capacity}.")
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-int(lengths[i]), i))
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in order:
+        n = int(lengths[i])
+        if n > capacity:
+            raise ValueError(f"Frame {i} keeps {n} tokens, more than a row holds ({capacity}).")
+        for r, free in enumerate(room):
+            if free >= n:
+                rows[r].append(i)
+                room[r] -= n
+                break
+        else:
+            rows.append([i])
+            room.append(capacity - n)
+    return rows
+
+
+@dataclass
+class PackedLayout:
+    """Where every kept token of a (T, N) grid lives in the packed sequence.
+
+    Built once per video and shared by every packed ViT block (and cached per-back-end state).
+    """
+
+    keep: torch.Tensor  # (T, N) bool
+    lengths: torch.Tensor  # (T,) int64, on the CPU
+    flat_index: torch.Tensor  # (total,) int64 index into the flattened T*N grid, frame-major
+    cu_seqlens: torch.Tensor  # (T+1,) int32, on keep's device
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_mask(cls, keep: torch.Tensor) -> PackedLayout:
+        if keep.dim() != 2 or keep.dtype != torch.bool:
+            raise ValueError("The patch keep mask must be a (frames, patches) boolean tensor.")
+        lengths = keep.sum(1).cpu()
+        flat_index = keep.reshape(-1).nonzero().squeeze(1)
+        cu = torch.zeros(keep.shape[0] + 1, dtype=torch.int32)
+        cu[1:] = torch.cumsum(lengths, 0)
+        return cls(keep=keep, lengths=lengths, flat_index=flat_index, cu_seqlens=cu.to(keep.device))
+
+    @property
+    def num_frames(self) -> int:
+        return self.keep.shape[0]
+
+    @property
+    def capacity(self) -> int:
+        return self.keep.shape[1]
+
+    @property
+    def total(self) -> int:
+        return int(self.flat_index.numel())
+
+    @property
+    def max_seqlen(self) -> int:
+        return int(self.lengths.max()) if self.lengths.numel() else 0
+
+    @property
+    def rows(self) -> list[list[int]]:
+        if "rows" not in self._cache:
+            self._cache["rows"] = first_fit_decreasing(self.lengths.tolist(), self.capacity)
+        return self._cache["rows"]
+
+    def frame_ids(self) -> torch.Tensor:
+        """(total,) the original frame of every packed token."""
+        if "frame_ids" not in self._cache:
+            frames = torch.arange(self.num_frames, device=self.keep.device)
+            self._cache["frame_ids"] = torch.repeat_interleave(frames, self.lengths.to(self.keep.device))
+        return self._cache["frame_ids"]
+
+    def row_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total,) slot of every packed token in the flattened (rows, N) grid, and the (rows, 1, N, N)
+        block-diagonal mask. Empty slots attend only to themselves so no row of softmax is empty."""
+        if "row_slots" not in self._cache:
+            cap, starts = self.capacity, self.cu_seqlens.cpu().tolist()
+            slot = torch.empty(self.total, dtype=torch.long)
+            segment = torch.full((len(self.rows) * cap,), -1, dtype=torch.long)
+            for r, frames in enumerate(self.rows):
+                offset = r * cap
+                for t in frames:
+                    n = int(self.lengths[t])
+                    slot[starts[t] : starts[t] + n] = torch.arange(offset, offset + n)
+                    segment[offset : offset + n] = t
+                    offset += n
+            device = self.keep.device
+            seg = segment.view(len(self.rows), cap).to(device)
+            same = (seg[:, :, None] == seg[:, None, :]) & (seg[:, :, None] >= 0)
+            same |= torch.eye(cap, dtype=torch.bool, device=device)[None] & (seg[:, :, None] < 0)
+            self._cache["row_slots"] = (slot.to(device), same[:, None])
+        return self._cache["row_slots"]
+
+
+def pack(x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """(T, N, D) grid -> (total, D) kept tokens, frame after frame."""
+    return x.reshape(-1, x.shape[-1]).index_select(0, layout.flat_index)
+
+
+def unpack(tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+    """(total, D) -> (T, N, D) with every token back in its place and zeros where patches were pruned."""
+    t, n = layout.keep.shape
+    out = tokens.new_zeros(t * n, tokens.shape[-1])
+    return out.index_copy(0, layout.flat_index, tokens).view(t, n, -1)
+
+
+def _flash_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        import flash_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """Pick the fastest back end this device supports for 'auto'; check explicit choices."""
+    if backend not in ATTENTION_BACKENDS:
+        raise ValueError(f"Unknown attention back end {backend!r}; choose one of {ATTENTION_BACKENDS}.")
+    if backend == "auto":
+        if _flash_available(device):
+            return "flash"
+        return "flex" if device.type == "cuda" else "rows"
+    if backend == "flash" and not _flash_available(device):
+        raise ValueError("The flash back end needs CUDA and the flash-attn package.")
+    return backend
+
+
+def _attend_rows(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    slot, mask = layout.row_slots()
+    rows, cap = mask.shape[0], layout.capacity
+
+    def to_rows(x: torch.Tensor) -> torch.Tensor:
+        grid = x.new_zeros(rows * cap, *x.shape[1:]).index_copy(0, slot, x)
+        return grid.view(rows, cap, *x.shape[1:]).transpose(1, 2)
+
+    out = F.scaled_dot_product_attention(to_rows(q), to_rows(k), to_rows(v), attn_mask=mask, scale=scale)
+    return out.transpose(1, 2).reshape(rows * cap, *q.shape[1:]).index_select(0, slot)
+
+
+def _attend_loop(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    out = torch.empty_like(q)
+    starts = layout.cu_seqlens.cpu().tolist()
+    for a, b in pairwise(starts):
+        if b > a:
+            seg = [x[a:b].transpose(0, 1)[None] for x in (q, k, v)]
+            out[a:b] = F.scaled_dot_product_attention(*seg, scale=scale)[0].transpose(0, 1)
+    return out
+
+
+_compiled_flex = None
+
+
+def _attend_flex(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    global _compiled_flex
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention, dynamic=True)
+    if "flex_mask" not in layout._cache:
+        doc = layout.frame_ids()
+
+        def same_frame(b, h, q_idx, kv_idx):
+            return doc[q_idx] == doc[kv_idx]
+
+        layout._cache["flex_mask"] = create_block_mask(
+            same_frame, B=None, H=None, Q_LEN=layout.total, KV_LEN=layout.total, device=q.device
+        )
+    qh, kh, vh = (x.transpose(0, 1)[None] for x in (q, k, v))
+    out = _compiled_flex(qh, kh, vh, block_mask=layout._cache["flex_mask"], scale=scale)
+    return out[0].transpose(0, 1)
+
+
+def _attend_flash(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    from flash_attn import flash_attn_varlen_func
+
+    m = layout.max_seqlen
+    return flash_attn_varlen_func(q, k, v, layout.cu_seqlens, layout.cu_seqlens, m, m, softmax_scale=scale)
+
+
+def packed_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: PackedLayout,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Attention over packed tokens (total, heads, head_dim), each token seeing only its own frame.
+
+    Key/value heads fewer than query heads (grouped-query attention) are repeated to match.
+    """
+    if q.shape[0] != layout.total:
+        raise ValueError(f"Got {q.shape[0]} packed tokens but the layout holds {layout.total}.")
+    if k.shape[1] != q.shape[1]:
+        reps = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
+    if layout.total == 0:
+        return q.clone()
+    impl = {"flash": _attend_flash, "flex": _attend_flex, "rows": _attend_rows, "loop": _attend_loop}
+    return impl[resolve_backend(backend, q.device)](q, k, v, layout, scale)

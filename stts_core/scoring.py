@@ -1,0 +1,109 @@
+"""Token scorers: the learned STTS scorer and the two training-free baselines.
+
+Every scorer maps patch features (T, N, D) taken after an early ViT block, plus a group table
+(G, P), to scores (T, G) in [0, 1]. High score = important = keep.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from stts_core.losses import group_patch_features
+
+SCORER_KINDS = ("learned", "heuristic", "random")
+
+
+def _gather_groups(features: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, G, P, D) patch features of every group, padded slots zeroed, and the (G, P) validity mask."""
+    valid = (groups >= 0).to(features.device)
+    patches = features[:, groups.clamp(min=0).to(features.device)]
+    return patches * valid[None, :, :, None].to(patches.dtype), valid
+
+
+class GroupAttentionPool(nn.Module):
+    """Multi-head attention pooling of a group's patches, queried by the group's mean.
+
+    Parameter names (wq, wk, wv, wo) follow the reference implementation so checkpoints map by renaming.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"Scorer width {dim} is not divisible by {num_heads} heads.")
+        self.num_heads = num_heads
+        self.wq = nn.Linear(dim, dim)
+        self.wk = nn.Linear(dim, dim)
+        self.wv = nn.Linear(dim, dim)
+        self.wo = nn.Linear(dim, dim)
+
+    def forward(self, patches: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """patches (T, G, P, D), valid (G, P) -> pooled (T, G, D)."""
+        t, g, p, d = patches.shape
+        count = valid.sum(-1).clamp(min=1).to(patches.dtype)
+        query = patches.sum(2, keepdim=True) / count[None, :, None, None]
+        heads, hd = self.num_heads, d // self.num_heads
+        q = self.wq(query).view(t * g, 1, heads, hd).transpose(1, 2)
+        k = self.wk(patches).view(t * g, p, heads, hd).transpose(1, 2)
+        v = self.wv(patches).view(t * g, p, heads, hd).transpose(1, 2)
+        # Fully padded groups (none in practice) would give NaN: let them attend to every slot.
+        key_mask = valid | ~valid.any(-1, keepdim=True)
+        mask = key_mask[None, :, None, None, :].expand(t, g, 1, 1, p).reshape(t * g, 1, 1, p)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(t, g, d))
+
+
+class ScorerMLP(nn.Module):
+    """2D -> H -> H -> 1 with SiLU; names w1/w2/w3 as in the reference implementation."""
+
+    def __init__(self, in_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(in_dim, hidden)
+        self.w2 = nn.Linear(hidden, hidden)
+        self.w3 = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(F.silu(self.w2(F.silu(self.w1(x))))).squeeze(-1)
+
+
+class TokenScorer(nn.Module):
+    """The learned STTS scorer: pooled group feature of frame t next to frame t-1's, MLP, sigmoid.
+
+    Frame 0 is compared against a zero vector; its scores are never used for pruning (the first
+    frame is kept whole) but they are produced so the output is a full (T, G) map.
+    """
+
+    def __init__(self, dim: int, num_heads: int, hidden: int | None = None) -> None:
+        super().__init__()
+        self.patch_token_pooler = GroupAttentionPool(dim, num_heads)
+        self.mlp = ScorerMLP(2 * dim, hidden or dim)
+
+    def pooled(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        patches, valid = _gather_groups(features, groups)
+        return self.patch_token_pooler(patches, valid)
+
+    def forward(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """features (T, N, D), groups (G, P) -> scores (T, G) in (0, 1)."""
+        current = self.pooled(features, groups)
+        previous = torch.cat([torch.zeros_like(current[:1]), current[:-1]], dim=0)
+        logits = self.mlp(torch.cat([previous, current], dim=-1))
+        return torch.sigmoid(logits.float()).to(features.dtype)
+
+
+def heuristic_scores(features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Training-free temporal score: 1 - cos(group in frame t-1, group in frame t), clamped to [0, 1].
+
+    Groups are compared on their concatenated, L2-normalised patch features (as in the auxiliary
+    loss's target), so a region that did not change scores 0. Frame 0 compares against zeros (score 1).
+    """
+    flat = group_patch_features(features.detach().float(), groups)
+    previous = torch.cat([torch.zeros_like(flat[:1]), flat[:-1]], dim=0)
+    cos = (flat * previous).sum(-1)
+    return (1.0 - cos).clamp(0.0, 1.0).to(features.dtype)
+
+
+def random_scores(num_frames: int, num_groups: int, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Uniform random scores from a seeded generator: the random-pruning baseline, reproducible."""
+    gen = torch.Generator(device="cpu").manual_seed(int(seed))
+    return torch.rand(num_frames, num_groups, generator=gen).to(device)

@@ -1,0 +1,653 @@
+"""Video input: validation, decoding and uniform frame sampling with PyAV.
+
+Every problem with a user-supplied file surfaces as :class:`VideoError`, whose message is a plain
+sentence that can be shown in the UI as is. Decoding never holds more than one full-resolution frame
+at a time: sampled frames are downscaled as soon as they are decoded.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+__all__ = [
+    "SampledVideo",
+    "VideoError",
+    "VideoLimits",
+    "frames_from_array",
+    "load_video",
+    "probe_video",
+    "write_video",
+]
+
+_MB = 1024**2
+# Seeking flushes the decoder and refills its thread pipeline; below this gap decoding through is cheaper.
+_MIN_SEEK_SKIP = 32
+# Only local files: playlists or concat lists must not make FFmpeg open other paths or URLs.
+_OPEN_OPTIONS = {"protocol_whitelist": "file"}
+_AV_ERRORS: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, RuntimeError)
+
+
+class VideoError(ValueError):
+    """The one error type for any unusable video input.
+
+    ``str(err)`` is a sentence a person understands, e.g.
+    "This file is not a video we can read (it looks like plain text).", never a traceback.
+    """
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Bounds that keep a single request from exhausting memory or time."""
+
+    max_bytes: int = 500 * 1024**2
+    max_duration_s: float = 20 * 60
+    max_pixels: int = 4096 * 4096
+    max_side: int = 768
+    min_frames: int = 1
+    max_frames: int = 512
+    decode_timeout_s: float = 120.0
+
+
+@dataclass
+class SampledVideo:
+    """Frames sampled from one clip plus the metadata a video processor needs to place them in time."""
+
+    frames: np.ndarray
+    timestamps: np.ndarray
+    indices: np.ndarray
+    fps: float
+    duration: float
+    total_frames: int
+    width: int
+    height: int
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain-Python metadata in the shape transformers' ``VideoMetadata`` accepts."""
+        return {
+            "fps": float(self.fps),
+            "duration": float(self.duration),
+            "total_num_frames": int(self.total_frames),
+            "frames_indices": [int(i) for i in self.indices],
+            "width": int(self.width),
+            "height": int(self.height),
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# helpers
+
+
+class _Deadline:
+    """Wall-clock budget checked between packets and frames, so a pathological file cannot hang a worker."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+        self.end = time.monotonic() + self.seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise VideoError(
+                f"Reading the video took longer than {_fmt_seconds(self.seconds)}, so it was stopped; "
+                "try a shorter or smaller clip."
+            )
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds >= 60:
+        minutes = seconds / 60
+        return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
+    return f"{seconds:g} second" + ("" if seconds == 1 else "s")
+
+
+def _fmt_bytes(n_bytes: float) -> str:
+    if n_bytes >= _MB:
+        mb = n_bytes / _MB
+        return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.3g} MB"
+    if n_bytes >= 1024:
+        return f"{n_bytes / 1024:.3g} KB"
+    return f"{n_bytes:.0f} bytes"
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """True for content that is clearly text (a renamed .txt, HTML, JSON, a playlist), never a video."""
+    if not head or b"\x00" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        # A multi-byte character cut off by the read window is still text.
+        if err.start < len(head) - 4:
+            return False
+        text = head[: err.start].decode("utf-8")
+    if not text:
+        return False
+    printable = sum(ch.isprintable() or ch in "\t\r\n\f" for ch in text)
+    return printable / len(text) > 0.95
+
+
+def _check_file(path: str | Path, limits: VideoLimits) -> Path:
+    """Checks that need only the file system, done before FFmpeg sees any byte."""
+    try:
+        p = Path(path).expanduser()
+    except TypeError as err:
+        raise VideoError("No video file was given.") from err
+    if not p.exists():
+        raise VideoError(f"We could not find the file '{p.name or p}'.")
+    if p.is_dir():
+        raise VideoError(f"'{p.name}' is a folder, not a video file.")
+    try:
+        size = p.stat().st_size
+        with p.open("rb") as fh:
+            head = fh.read(4096)
+    except OSError as err:
+        raise VideoError(f"The file '{p.name}' could not be read ({err.strerror or 'access denied'}).") from err
+    if size == 0:
+        raise VideoError(f"The file '{p.name}' is empty (0 bytes), so there is no video in it.")
+    if size > limits.max_bytes:
+        raise VideoError(f"The file is too large ({_fmt_bytes(size)}); the limit is {_fmt_bytes(limits.max_bytes)}.")
+    if _looks_like_text(head):
+        raise VideoError("This file is not a video we can read (it looks like plain text).")
+    return p
+
+
+def _open(p: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(p), mode="r", container_options=_OPEN_OPTIONS, metadata_errors="replace")
+    except _AV_ERRORS as err:
+        raise VideoError(
+            "This file could not be opened as a video: it may be damaged or incomplete, "
+            "or it is not a video format we can read."
+        ) from err
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first real video stream; cover art attached to audio files does not count as video."""
+    attached = av.stream.Disposition.attached_pic
+    for stream in container.streams.video:
+        if not (stream.disposition & attached):
+            return stream
+    if container.streams.audio:
+        raise VideoError("This file has no video track (it looks like audio only).")
+    raise VideoError("This file has no video track.")
+
+
+def _coded_size(stream: av.video.stream.VideoStream) -> tuple[int, int]:
+    """Width and height of the displayed picture before rotation (sample aspect ratio applied)."""
+    w, h = int(stream.codec_context.width or 0), int(stream.codec_context.height or 0)
+    if w <= 0 or h <= 0:
+        raise VideoError("The video track has no picture size; the file may be damaged or incomplete.")
+    sar = stream.sample_aspect_ratio
+    if sar is not None and sar > 0 and sar != 1:
+        w = max(1, round(w * float(sar)))
+    return w, h
+
+
+def _rotation_from_tag(stream: av.video.stream.VideoStream) -> int:
+    """Legacy ``rotate`` tag (clockwise degrees) as a counter-clockwise angle like ``VideoFrame.rotation``."""
+    try:
+        return -int(float(stream.metadata.get("rotate", 0)))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _quarter_turns(rotation_ccw: float) -> int:
+    """Counter-clockwise display rotation rounded to quarter turns (the only ones video players honour)."""
+    return int(round(rotation_ccw / 90.0)) % 4
+
+
+def _frame_rotation(frame: av.VideoFrame, stream: av.video.stream.VideoStream) -> int:
+    rot = int(frame.rotation or 0)
+    return rot if rot else _rotation_from_tag(stream)
+
+
+def _header_duration(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _header_fps(stream: av.video.stream.VideoStream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and rate > 0 and math.isfinite(float(rate)) and float(rate) < 10000:
+            return float(rate)
+    return None
+
+
+def _first_frame(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline
+) -> av.VideoFrame:
+    try:
+        for packet in container.demux(stream):
+            deadline.check()
+            for frame in stream.decode(packet):
+                return frame
+    except _AV_ERRORS as err:
+        raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
+    raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
+
+
+@dataclass
+class _Timeline:
+    """Presentation timestamps of every frame, read from packets without decoding them."""
+
+    pts: np.ndarray  # int64, ascending, one per displayed frame
+    key_pts: np.ndarray  # int64, pts of the last keyframe at or before each frame
+    end_pts: int  # pts just after the last frame (its pts plus its duration)
+    has_pts: bool  # False when the stream has no timestamps; pts are then frame ordinals
+
+
+def _read_timeline(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    deadline: _Deadline,
+    fps_hint: float | None,
+) -> _Timeline:
+    pts_list: list[int] = []
+    key_list: list[int] = []
+    dur_by_pts: dict[int, int] = {}
+    has_pts = True
+    try:
+        for packet in container.demux(stream):
+            deadline.check()
+            if packet.size == 0 or packet.is_discard:
+                continue
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:
+                has_pts = False
+                ts = len(pts_list)
+            pts_list.append(int(ts))
+            if packet.is_keyframe:
+                key_list.append(int(ts))
+            if packet.duration:
+                dur_by_pts[int(ts)] = int(packet.duration)
+    except _AV_ERRORS as err:
+        if not pts_list:
+            raise VideoError("The video could not be read; the file may be damaged or incomplete.") from err
+        # A damaged tail still leaves the frames before it usable.
+    if not pts_list:
+        raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
+    if not has_pts:
+        pts = np.arange(len(pts_list), dtype=np.int64)
+        return _Timeline(pts=pts, key_pts=np.zeros_like(pts), end_pts=len(pts), has_pts=False)
+
+    pts = np.unique(np.asarray(pts_list, dtype=np.int64))
+    keys = np.unique(np.asarray(key_list or [pts[0]], dtype=np.int64))
+    pos = np.searchsorted(keys, pts, side="right") - 1
+    key_pts = np.where(pos >= 0, keys[np.clip(pos, 0, None)], pts[0])
+
+    last = int(pts[-1])
+    last_dur = dur_by_pts.get(last, 0)
+    if last_dur <= 0:
+        if len(pts) > 1:
+            last_dur = int(np.median(np.diff(pts)))
+        elif fps_hint and stream.time_base:
+            last_dur = max(1, round(1.0 / (fps_hint * float(stream.time_base))))
+        else:
+            last_dur = 1
+    return _Timeline(pts=pts, key_pts=key_pts, end_pts=last + max(1, last_dur), has_pts=True)
+
+
+def _select_uniform(times: np.ndarray, start: float, end: float, n: int) -> np.ndarray:
+    """Positions (into ascending ``times``) of ``n`` distinct frames spread uniformly over ``[start, end)``.
+
+    Targets are the centres of ``n`` equal time slices and each takes the frame nearest in presentation
+    time. Collisions, possible with variable frame rate, are pushed to the nearest free neighbour so the
+    result never repeats a frame. With ``n >= len(times)`` every frame is returned.
+    """
+    count = len(times)
+    if n >= count:
+        return np.arange(count, dtype=np.int64)
+    span = max(end - start, 0.0)
+    targets = start + (np.arange(n, dtype=np.float64) + 0.5) * (span / n)
+    right = np.clip(np.searchsorted(times, targets, side="left"), 1, count - 1)
+    left = right - 1
+    nearest = np.where(np.abs(times[left] - targets) <= np.abs(times[right] - targets), left, right)
+    chosen = nearest.astype(np.int64)
+    for k in range(1, n):
+        chosen[k] = max(chosen[k], chosen[k - 1] + 1)
+    for k in range(n - 1, -1, -1):
+        upper = count - n + k if k == n - 1 else chosen[k + 1] - 1
+        chosen[k] = min(chosen[k], upper)
+    return chosen
+
+
+def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Size that fits the longest side into ``max_side`` with the aspect ratio kept (never upscales)."""
+    longest = max(width, height)
+    if max_side <= 0 or longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _iter_frames(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline
+) -> Iterator[av.VideoFrame]:
+    for packet in container.demux(stream):
+        deadline.check()
+        yield from stream.decode(packet)
+
+
+def _decode_selected(
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    timeline: _Timeline,
+    chosen: np.ndarray,
+    deadline: _Deadline,
+    convert: Callable[[av.VideoFrame], np.ndarray],
+) -> list[tuple[int, np.ndarray]]:
+    """Decode only what is needed to get the frames at timeline positions ``chosen`` (ascending).
+
+    Decoding runs forward while the next wanted frame is close; when the keyframe before it is more
+    than ``_MIN_SEEK_SKIP`` frames ahead it seeks there instead. Short clips and dense sampling are
+    therefore read once sequentially, and sparse sampling of a long clip costs about one GOP per frame.
+    Returns ``(position, rgb)`` pairs.
+    """
+    wanted = timeline.pts[chosen]
+    key_pos = np.searchsorted(timeline.pts, timeline.key_pts[chosen], side="left")
+    out: list[tuple[int, np.ndarray]] = []
+    n = len(wanted)
+    k = 0
+    last_pos = -1
+    ordinal = -1
+    can_seek = timeline.has_pts
+    frames = _iter_frames(container, stream, deadline)
+    while k < n:
+        deadline.check()
+        if can_seek and int(key_pos[k]) - last_pos > _MIN_SEEK_SKIP:
+            try:
+                container.seek(int(timeline.key_pts[chosen[k]]), stream=stream, backward=True, any_frame=False)
+                frames = _iter_frames(container, stream, deadline)
+                last_pos = int(key_pos[k]) - 1
+            except _AV_ERRORS:
+                can_seek = False
+        frame = next(frames, None)
+        if frame is None:
+            break
+        ordinal += 1
+        pts = frame.pts if (timeline.has_pts and frame.pts is not None) else ordinal
+        last_pos = max(last_pos, int(np.searchsorted(timeline.pts, pts, side="right")) - 1)
+        # A frame past the next wanted one means the current target was not found (damaged file):
+        # drop that target rather than fill it with a duplicate.
+        while k + 1 < n and pts >= wanted[k + 1]:
+            k += 1
+        if pts >= wanted[k]:
+            out.append((int(chosen[k]), convert(frame)))
+            k += 1
+    return out
+
+
+def _validate_num_frames(num_frames: Any, limits: VideoLimits) -> int:
+    lo, hi = limits.min_frames, limits.max_frames
+    ok = isinstance(num_frames, numbers.Integral) and not isinstance(num_frames, bool)
+    if not ok or not (lo <= int(num_frames) <= hi):
+        raise VideoError(f"The number of frames must be a whole number from {lo} to {hi} (got {num_frames!r}).")
+    return int(num_frames)
+
+
+def _inspect(container: av.container.InputContainer, limits: VideoLimits, deadline: _Deadline) -> dict[str, Any]:
+    """Header checks plus one decoded frame, which proves the file decodes and carries the rotation."""
+    stream = _video_stream(container)
+    coded_w, coded_h = _coded_size(stream)
+    raw_w, raw_h = int(stream.codec_context.width), int(stream.codec_context.height)
+    if raw_w * raw_h > limits.max_pixels:
+        raise VideoError(
+            f"The video picture is too large ({raw_w}x{raw_h}); the limit is {limits.max_pixels:,} pixels "
+            "(width x height)."
+        )
+    duration = _header_duration(container, stream)
+    _check_duration(duration, limits)
+    stream.thread_type = "AUTO"
+    first = _first_frame(container, stream, deadline)
+    rotation = _frame_rotation(first, stream)
+    turns = _quarter_turns(rotation)
+    width, height = (coded_h, coded_w) if turns % 2 else (coded_w, coded_h)
+    fps = _header_fps(stream)
+    frames = int(stream.frames or 0)
+    if frames <= 0 and duration and fps:
+        frames = max(1, round(duration * fps))
+    return {
+        "fps": fps,
+        "duration": duration,
+        "total_frames": frames,
+        "width": width,
+        "height": height,
+        "coded_width": coded_w,
+        "coded_height": coded_h,
+        "rotation": turns * 90,
+        "codec": stream.codec_context.name,
+        "container": container.format.name,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# public API
+
+
+def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> dict[str, Any]:
+    """Check that ``path`` is a readable video within ``limits`` and describe it.
+
+    The content decides, not the file name: FFmpeg probes the bytes, and one frame is decoded so a
+    file that opens but cannot be decoded is rejected here rather than halfway through a run.
+
+    Returns ``fps`` (float), ``duration`` (seconds), ``total_frames`` (from the header, or estimated from
+    duration x fps), ``width``/``height`` (display size after rotation), ``coded_width``/``coded_height``,
+    ``rotation`` (counter-clockwise degrees applied to the pictures: 0, 90, 180 or 270), ``codec`` and
+    ``container``. Fields the header lacks are measured by reading the packet timeline.
+    """
+    p = _check_file(path, limits)
+    deadline = _Deadline(limits.decode_timeout_s)
+    with _open(p) as container:
+        deadline.check()
+        info = _inspect(container, limits, deadline)
+    if info["duration"] is None or info["fps"] is None or info["total_frames"] <= 0:
+        with _open(p) as container:
+            stream = _video_stream(container)
+            timeline = _read_timeline(container, stream, deadline, info["fps"])
+            _apply_timeline(info, timeline, float(stream.time_base) if stream.time_base else 0.0)
+        _check_duration(info["duration"], limits)
+    return info
+
+
+def _check_duration(duration: float | None, limits: VideoLimits) -> None:
+    if duration is not None and duration > limits.max_duration_s:
+        raise VideoError(
+            f"The video is too long ({_fmt_seconds(round(duration, 1))}); "
+            f"the limit is {_fmt_seconds(limits.max_duration_s)}."
+        )
+
+
+def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLimits()) -> SampledVideo:
+    """Decode ``num_frames`` frames spread uniformly over the clip.
+
+    Sampling is by time: the clip's duration is cut into ``num_frames`` equal slices and the frame
+    nearest to each slice centre (by presentation time) is taken. Time rather than ``round(linspace)``
+    over frame indices keeps sampling uniform in real time for variable-frame-rate clips, and centres
+    rather than end points give each frame an equal share of the clip instead of always spending two
+    samples on the first and last frames (often black or a fade). A clip with fewer frames than requested
+    yields all of its frames, never duplicates.
+
+    ``indices`` are positions in the decoded (presentation-ordered) frame sequence and ``timestamps`` are
+    seconds from the stream start. Frames are RGB uint8, rotated for display and downscaled so the
+    longest side is at most ``limits.max_side``.
+    """
+    n = _validate_num_frames(num_frames, limits)
+    p = _check_file(path, limits)
+    deadline = _Deadline(limits.decode_timeout_s)
+
+    with _open(p) as container:
+        deadline.check()
+        info = _inspect(container, limits, deadline)
+
+    with _open(p) as container:
+        stream = _video_stream(container)
+        timeline = _read_timeline(container, stream, deadline, info["fps"])
+        time_base = float(stream.time_base) if stream.time_base else 0.0
+        start_pts = stream.start_time
+    _apply_timeline(info, timeline, time_base)
+    _check_duration(info["duration"], limits)
+
+    if timeline.has_pts and time_base > 0:
+        first = int(timeline.pts[0])
+        origin = start_pts if (start_pts is not None and start_pts <= first) else first
+        times = (timeline.pts - origin).astype(np.float64) * time_base
+        end = float(timeline.end_pts - origin) * time_base
+    else:
+        times = timeline.pts.astype(np.float64) / info["fps"]
+        end = len(times) / info["fps"]
+    chosen = _select_uniform(times, float(times[0]), end, n)
+
+    turns = _quarter_turns(info["rotation"])
+    out_w, out_h = _target_size(info["coded_width"], info["coded_height"], limits.max_side)
+
+    def convert(frame: av.VideoFrame) -> np.ndarray:
+        rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA").to_ndarray()
+        return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+    with _open(p) as container:
+        stream = _video_stream(container)
+        stream.thread_type = "AUTO"
+        try:
+            decoded = _decode_selected(container, stream, timeline, chosen, deadline, convert)
+        except _AV_ERRORS as err:
+            raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
+    if not decoded:
+        raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
+
+    got = np.asarray([pos for pos, _ in decoded], dtype=np.int64)
+    return SampledVideo(
+        frames=np.stack([arr for _, arr in decoded]),
+        timestamps=times[got].astype(np.float64),
+        indices=got,
+        fps=float(info["fps"]),
+        duration=float(info["duration"]),
+        total_frames=int(info["total_frames"]),
+        width=int(info["width"]),
+        height=int(info["height"]),
+        extra={"rotation": info["rotation"], "codec": info["codec"], "container": info["container"]},
+    )
+
+
+def _apply_timeline(info: dict[str, Any], timeline: _Timeline, time_base: float) -> None:
+    """Prefer what the packets say over the header: they are exact for frame count and span."""
+    count = len(timeline.pts)
+    span = 0.0
+    if timeline.has_pts and time_base > 0:
+        span = float(timeline.end_pts - int(timeline.pts[0])) * time_base
+    fps = info["fps"] or (count / span if span > 0 else 1.0)
+    if span <= 0:
+        span = count / fps
+    info["fps"] = float(fps)
+    info["duration"] = span
+    info["total_frames"] = count
+
+
+def _validate_frames(frames: Any) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise VideoError("Frames must be given as a numpy array of shape (frames, height, width, 3).")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise VideoError(
+            f"Frames must have shape (frames, height, width, 3) with RGB colour; got shape {frames.shape}."
+        )
+    if min(frames.shape[:3]) < 1:
+        raise VideoError(f"Frames must contain at least one non-empty picture; got shape {frames.shape}.")
+    if frames.dtype != np.uint8:
+        raise VideoError(f"Frames must be 8-bit (uint8) RGB values; got {frames.dtype}.")
+    return frames
+
+
+def frames_from_array(frames: np.ndarray, fps: float = 8.0) -> SampledVideo:
+    """Wrap in-memory RGB frames (T, H, W, 3, uint8) as a clip sampled at ``fps``, so callers that
+    already hold pictures (webcam, generated data) take the same path as decoded files."""
+    arr = np.ascontiguousarray(_validate_frames(frames))
+    if not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or float(fps) <= 0:
+        raise VideoError(f"The frame rate must be a positive number (got {fps!r}).")
+    t = arr.shape[0]
+    return SampledVideo(
+        frames=arr,
+        timestamps=np.arange(t, dtype=np.float64) / float(fps),
+        indices=np.arange(t, dtype=np.int64),
+        fps=float(fps),
+        duration=t / float(fps),
+        total_frames=t,
+        width=int(arr.shape[2]),
+        height=int(arr.shape[1]),
+    )
+
+
+_CODECS = {
+    ".mp4": ("libx264", "yuv420p"),
+    ".m4v": ("libx264", "yuv420p"),
+    ".mov": ("libx264", "yuv420p"),
+    ".mkv": ("libx264", "yuv420p"),
+    ".webm": ("libvpx-vp9", "yuv420p"),
+    ".gif": ("gif", "rgb8"),
+}
+_CODEC_OPTIONS = {
+    "libx264": {"crf": "18"},
+    "libvpx-vp9": {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "5"},
+}
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None) -> Path:
+    """Encode RGB frames (T, H, W, 3, uint8) to ``path``; used for synthetic data and examples.
+
+    The codec follows the extension (.mp4/.mov/.mkv: H.264, .webm: VP9, .gif: GIF with a 3-3-2 colour
+    palette) unless ``codec`` is given. Odd sizes are padded by repeating the last row/column, since
+    4:2:0 chroma needs even dimensions.
+    """
+    arr = _validate_frames(frames)
+    if not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or float(fps) <= 0:
+        raise VideoError(f"The frame rate must be a positive number (got {fps!r}).")
+    out = Path(path)
+    ext = out.suffix.lower()
+    default_codec, pix_fmt = _CODECS.get(ext, (None, "yuv420p"))
+    codec = codec or default_codec
+    if codec is None:
+        raise VideoError(f"Cannot choose a video codec for '{ext or out.name}' files; use .mp4, .webm or .gif.")
+    if codec == "gif":
+        pix_fmt = "rgb8"
+    elif pix_fmt == "rgb8":
+        pix_fmt = "yuv420p"
+    if pix_fmt == "yuv420p" and (arr.shape[1] % 2 or arr.shape[2] % 2):
+        arr = np.pad(arr, ((0, 0), (0, arr.shape[1] % 2), (0, arr.shape[2] % 2), (0, 0)), mode="edge")
+    height, width = int(arr.shape[1]), int(arr.shape[2])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with av.open(str(out), mode="w") as container:
+            if codec == "gif":
+                # GIF delays are in centiseconds; time the frames in that unit so any fps is honoured.
+                time_base = Fraction(1, 100)
+                stream = container.add_stream(codec)
+                stream.time_base = time_base
+                stream.codec_context.time_base = time_base
+                pts_of = [round(i * 100 / float(fps)) for i in range(len(arr))]
+            else:
+                rate = Fraction(float(fps)).limit_denominator(1001)
+                stream = container.add_stream(codec, rate=rate, options=_CODEC_OPTIONS.get(codec, {}))
+                time_base = 1 / rate
+                pts_of = list(range(len(arr)))
+            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+            for i, picture in enumerate(arr):
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
+                frame.pts = pts_of[i]
+                frame.time_base = time_base
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    except _AV_ERRORS as err:
+        raise VideoError(f"Could not write the video '{out.name}' with codec {codec}: {err}") from err
+    return out
