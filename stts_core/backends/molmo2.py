@@ -1,0 +1,408 @@
+"""STTS inside transformers' native Molmo2 (`Molmo2ForConditionalGeneration`, transformers >= 5.23).
+
+Integration is by small overrides, not a fork of the modeling file:
+- `Molmo2ForSTTS` subclasses the stock model only to own the scorer, so `save_pretrained` /
+  `from_pretrained` round-trip its weights (safetensors) and the STTS settings (`config.stts`);
+  stock transformers still loads such a checkpoint (it ignores the scorer).
+- `Molmo2Backend` runs the model's own modules stage by stage: patch embedding and ViT blocks
+  0..k on all frames, the scorer, block k+1 with the log-score key bias through the layer's own
+  forward, then blocks k+2..L on packed kept patches (the block's own projections, norms and MLP
+  around `packed_attention`), the stock adapter on the kept groups only, and the stock LLM on an
+  input whose pruned `<im_patch>` placeholders were removed, fed the shortened visual features via
+  `mm_encoder_outputs`.
+With nothing pruned the stages reduce to exactly the stock computations.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import AutoProcessor, Molmo2ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from stts_core.backends.base import Generation, PreparedInputs, ViTState
+from stts_core.packing import PackedLayout, pack, packed_attention, unpack
+from stts_core.scoring import TokenScorer
+from stts_core.selection import groups_to_patch_mask
+from stts_core.timing import synchronize
+
+SCORER_PREFIX = "temporal_token_scorer."
+REFERENCE_SCORER_MARK = "temporal_token_scorer."
+
+
+class ModelLoadError(RuntimeError):
+    """A model could not be loaded; the message says which and why in one sentence."""
+
+
+def default_scoring_layer(num_vit_layers: int) -> int:
+    """Block k after which to score: 3 in Molmo2's 25-27-layer ViT, the same relative depth in
+    smaller ones, and always early enough that at least one later block runs packed."""
+    k = round(num_vit_layers * 3 / 27)
+    return max(0, min(k, num_vit_layers - 3))
+
+
+@dataclass
+class STTSSettings:
+    """What a checkpoint stores about STTS (in `config.stts`)."""
+
+    layer: int
+    keep_ratio: float = 0.5
+    scorer_hidden: int | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> STTSSettings:
+        raw = dict(getattr(config, "stts", None) or {})
+        num_layers = config.vision_config.num_hidden_layers
+        layer = int(raw.get("layer", default_scoring_layer(num_layers)))
+        if not 0 <= layer <= num_layers - 2:
+            raise ValueError(f"STTS scoring layer {layer} must leave at least one ViT block after it.")
+        return cls(layer=layer, keep_ratio=float(raw.get("keep_ratio", 0.5)), scorer_hidden=raw.get("scorer_hidden"))
+
+
+class Molmo2ForSTTS(Molmo2ForConditionalGeneration):
+    """The stock Molmo2 plus the STTS scorer as a named submodule (`temporal_token_scorer`)."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        settings = STTSSettings.from_config(config)
+        config.stts = asdict(settings)
+        vision = config.vision_config
+        self.temporal_token_scorer = TokenScorer(vision.hidden_size, vision.num_attention_heads, settings.scorer_hidden)
+
+
+def convert_reference_scorer(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map scorer weights named like the reference implementation onto ours.
+
+    Any key `<anything>.temporal_token_scorer.{patch_token_pooler.{wq,wk,wv,wo},mlp.{w1,w2,w3}}.{weight,bias}`
+    becomes `temporal_token_scorer.<same tail>`; other keys are ignored.
+    """
+    allowed = {f"patch_token_pooler.{w}" for w in ("wq", "wk", "wv", "wo")} | {f"mlp.{w}" for w in ("w1", "w2", "w3")}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if REFERENCE_SCORER_MARK not in key:
+            continue
+        tail = key.split(REFERENCE_SCORER_MARK, 1)[1]
+        module, _, param = tail.rpartition(".")
+        if module not in allowed or param not in ("weight", "bias"):
+            raise ValueError(f"Unrecognised scorer weight {key!r} (expected pooler wq/wk/wv/wo or mlp w1/w2/w3).")
+        out[SCORER_PREFIX + tail] = value
+    return out
+
+
+def _checkpoint_files(source: str, local_files_only: bool) -> list[Path]:
+    if os.path.isdir(source):
+        return sorted(Path(source).glob("*.safetensors"))
+    from huggingface_hub import snapshot_download
+
+    root = snapshot_download(source, allow_patterns=["*.safetensors"], local_files_only=local_files_only)
+    return sorted(Path(root).glob("*.safetensors"))
+
+
+def _reference_scorer_weights(source: str, local_files_only: bool) -> dict[str, torch.Tensor]:
+    from safetensors import safe_open
+
+    found: dict[str, torch.Tensor] = {}
+    for file in _checkpoint_files(source, local_files_only):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open handles are not iterable
+                if REFERENCE_SCORER_MARK in key:
+                    found[key] = f.get_tensor(key)
+    return convert_reference_scorer(found)
+
+
+def _install_scorer(model: Molmo2ForSTTS, weights: dict[str, torch.Tensor]) -> None:
+    """Load converted scorer weights, resizing the MLP's hidden width to the checkpoint's."""
+    hidden = weights[SCORER_PREFIX + "mlp.w1.weight"].shape[0]
+    vision = model.config.vision_config
+    if hidden != model.temporal_token_scorer.mlp.w1.out_features:
+        model.temporal_token_scorer = TokenScorer(vision.hidden_size, vision.num_attention_heads, hidden)
+        model.config.stts["scorer_hidden"] = hidden
+    scorer_state = {k[len(SCORER_PREFIX) :]: v for k, v in weights.items()}
+    try:
+        model.temporal_token_scorer.load_state_dict(scorer_state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"The checkpoint's scorer weights do not fit this model: {err}") from err
+    model.temporal_token_scorer.to(device=model.device, dtype=model.dtype)
+
+
+def _prepare_processor(processor: Any) -> Any:
+    vp = processor.video_processor
+    # Processors built from defaults leave these unset, which would feed raw 0-255 pixels to the ViT.
+    if getattr(vp, "do_rescale", None) is None:
+        vp.do_rescale = True
+    if getattr(vp, "do_normalize", None) is None:
+        vp.do_normalize = True
+    return processor
+
+
+def load_molmo2(
+    source: str,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    trust_remote_code: bool = False,
+    local_files_only: bool | None = None,
+    attention_backend: str = "auto",
+) -> Molmo2Backend:
+    """Load a Molmo2 checkpoint (hub id or local directory) with its processor, ready for STTS.
+
+    bf16 on CUDA and float32 on the CPU by default; SDPA attention. A checkpoint without scorer
+    weights of ours is searched for reference-named ones; with none, `has_learned_scorer` is False
+    and the pipeline falls back to the heuristic scorer.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
+    local = os.path.isdir(source) if local_files_only is None else local_files_only
+    try:
+        model, info = Molmo2ForSTTS.from_pretrained(
+            source,
+            dtype=dtype,
+            attn_implementation="sdpa",
+            output_loading_info=True,
+            trust_remote_code=trust_remote_code,
+            local_files_only=local,
+        )
+        processor = _prepare_processor(
+            AutoProcessor.from_pretrained(source, trust_remote_code=trust_remote_code, local_files_only=local)
+        )
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ModelLoadError(f"Could not load the model {source!r}: {str(err).splitlines()[0]}") from err
+    model.to(dev).eval()
+    missing = [k for k in info.get("missing_keys", []) if k.startswith(SCORER_PREFIX)]
+    has_scorer = not missing
+    if not has_scorer:
+        reference = _reference_scorer_weights(source, local)
+        if reference:
+            _install_scorer(model, reference)
+            has_scorer = True
+    return Molmo2Backend(model, processor, source=source, has_learned_scorer=has_scorer,
+                         attention_backend=attention_backend)
+
+
+def _absolute_layer(layer: int, num_layers: int) -> int:
+    return layer if layer >= 0 else num_layers + layer
+
+
+class Molmo2Backend:
+    """Runs one Molmo2 model stage by stage so STTS can prune between the stages."""
+
+    name = "molmo2"
+
+    def __init__(
+        self,
+        model: Molmo2ForSTTS,
+        processor: Any,
+        source: str = "",
+        has_learned_scorer: bool = True,
+        attention_backend: str = "auto",
+    ) -> None:
+        self.model = model
+        self.processor = processor
+        self.source = source
+        self.has_learned_scorer = has_learned_scorer
+        self.attention_backend = attention_backend
+        settings = STTSSettings.from_config(model.config)
+        self.scoring_layer = settings.layer
+        self.default_keep_ratio = settings.keep_ratio
+        vision = model.model.vision_tower
+        n = len(vision.layers)
+        self.feature_layers = [_absolute_layer(x, n) for x in model.config.adapter_config.vision_feature_layer]
+        self.last_layer = max(self.feature_layers)
+        if self.scoring_layer + 1 > self.last_layer:
+            raise ValueError(
+                f"STTS scoring layer {self.scoring_layer} leaves no block before the connector's last feature layer."
+            )
+        self.image_token_id = model.config.image_patch_id
+        self.eos_token_ids = self._eos_ids()
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def _eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        if ids is None:
+            ids = self.tokenizer.eos_token_id
+        if ids is None:
+            return set()
+        return set(ids) if isinstance(ids, (list, tuple)) else {int(ids)}
+
+    def prompt(self, question: str) -> str:
+        """The text the processor expands: the model's chat template when it has one."""
+        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
+        if getattr(self.processor, "chat_template", None):
+            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return f"{self.processor.video_token} {question}"
+
+    # ----------------------------------------------------------------- stages
+    def prepare(self, frames: np.ndarray, question: str, metadata: dict | None = None) -> PreparedInputs:
+        """Frames (T, H, W, 3) uint8 and a question -> processor outputs on the device + group geometry."""
+        num = int(frames.shape[0])
+        meta = dict(metadata or {})
+        meta.setdefault("fps", 1.0)
+        meta.setdefault("total_num_frames", num)
+        meta.setdefault("frames_indices", list(range(num)))
+        meta.setdefault("duration", num / meta["fps"])
+        enc = self.processor(
+            text=self.prompt(question),
+            videos=[frames],
+            video_metadata=[meta],
+            do_sample_frames=False,
+            return_tensors="pt",
+        )
+        tensors = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
+        tensors["pixel_values_videos"] = tensors["pixel_values_videos"].to(self.dtype)
+        pooling = tensors["video_token_pooling"]
+        t, n = tensors["pixel_values_videos"].shape[:2]
+        g = pooling.shape[0] // t
+        groups = pooling[:g].clone()
+        offsets = (torch.arange(t, device=pooling.device) * n).view(t, 1, 1)
+        expected = torch.where(groups[None] >= 0, groups[None] + offsets, groups[None]).reshape(-1, groups.shape[1])
+        if not torch.equal(expected, pooling):
+            raise ValueError("The processor's pooling table is not the same in every frame; STTS needs it to be.")
+        grid_rows, grid_cols = (int(x) for x in tensors["video_grids"][0, 1:].tolist())
+        side = int(math.isqrt(n))
+        return PreparedInputs(tensors=tensors, groups=groups, num_frames=t, patches_per_frame=n,
+                              grid=(grid_rows, grid_cols), patch_grid=(side, n // side))
+
+    def vit_prefix(self, inputs: PreparedInputs) -> ViTState:
+        """Patch embedding + position embedding, then blocks 0..k on every frame."""
+        vision = self.model.model.vision_tower
+        pixels = inputs.tensors["pixel_values_videos"]
+        x = vision.patch_embedding(pixels.to(vision.dtype)) + vision.positional_embedding[None].to(pixels.dtype)
+        saved: dict[int, torch.Tensor] = {}
+        for i in range(self.scoring_layer + 1):
+            x = vision.layers[i](x, None)
+            if i in self.feature_layers:
+                saved[i] = x
+        return ViTState(hidden=x, saved=saved)
+
+    def learned_scores(self, state: ViTState, inputs: PreparedInputs) -> torch.Tensor:
+        return self.model.temporal_token_scorer(state.hidden, inputs.groups)
+
+    def _packed_block(self, index: int, tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
+        """One ViT block on packed tokens: the block's own modules, attention within each frame."""
+        layer = self.model.model.vision_tower.layers[index]
+        attn = layer.self_attn
+        h = layer.layer_norm1(tokens)
+        shape = (tokens.shape[0], -1, attn.head_dim)
+        q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
+        o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=self.attention_backend)
+        tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
+        return tokens + layer.mlp(layer.layer_norm2(tokens))
+
+    def vit_suffix(
+        self,
+        state: ViTState,
+        inputs: PreparedInputs,
+        keep: torch.Tensor | None,
+        bias: torch.Tensor | None,
+        counter: list[int] | None = None,
+    ) -> ViTState:
+        """Block k+1 on all patches (with the key bias when given), then the later blocks on kept
+        patches only, packed. `counter`, when given, collects the token count each later block ran on."""
+        vision = self.model.model.vision_tower
+        k1 = self.scoring_layer + 1
+        mask = None if bias is None else bias[:, None, None, :].to(state.hidden.dtype)
+        x = vision.layers[k1](state.hidden, mask)
+        saved = dict(state.saved)
+        if k1 in self.feature_layers:
+            saved[k1] = x
+        if keep is None:
+            for i in range(k1 + 1, self.last_layer + 1):
+                x = vision.layers[i](x, None)
+                if counter is not None:
+                    counter.append(x.shape[0] * x.shape[1])
+                if i in self.feature_layers:
+                    saved[i] = x
+            return ViTState(hidden=x, saved=saved)
+        layout = PackedLayout.from_mask(groups_to_patch_mask(keep, inputs.groups, inputs.patches_per_frame))
+        tokens = pack(x, layout)
+        for i in range(k1 + 1, self.last_layer + 1):
+            tokens = self._packed_block(i, tokens, layout)
+            if counter is not None:
+                counter.append(tokens.shape[0])
+            if i in self.feature_layers:
+                saved[i] = unpack(tokens, layout)
+        return ViTState(hidden=saved[self.last_layer], saved=saved)
+
+    def connect(self, state: ViTState, inputs: PreparedInputs, keep: torch.Tensor | None) -> torch.Tensor:
+        """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order."""
+        features = torch.cat([state.saved[i] for i in self.feature_layers], dim=-1)
+        pooling = inputs.tensors["video_token_pooling"]
+        if keep is not None:
+            pooling = pooling[keep.reshape(-1).to(pooling.device)]
+        return self.model.model.multi_modal_projector(features, pooling).last_hidden_state
+
+    def llm_inputs(self, inputs: PreparedInputs, keep: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """input_ids / attention_mask / mm_token_type_ids with the pruned placeholders removed in step."""
+        names = ("input_ids", "attention_mask", "mm_token_type_ids")
+        out = {k: inputs.tensors[k] for k in names if k in inputs.tensors}
+        if keep is None:
+            return out
+        ids = out["input_ids"][0]
+        placeholder = (ids == self.image_token_id).nonzero().squeeze(1)
+        flat_keep = keep.reshape(-1).to(ids.device)
+        if placeholder.numel() != flat_keep.numel():
+            raise ValueError(f"The prompt has {placeholder.numel()} visual placeholders for {flat_keep.numel()} groups.")
+        stay = torch.ones_like(ids, dtype=torch.bool)
+        stay[placeholder[~flat_keep]] = False
+        return {k: v[:, stay] for k, v in out.items()}
+
+    @staticmethod
+    def encoder_outputs(visual: torch.Tensor) -> dict[str, BaseModelOutputWithPooling]:
+        return {"video": BaseModelOutputWithPooling(pooler_output=(visual,))}
+
+    @torch.no_grad()
+    def generate(
+        self,
+        inputs: PreparedInputs,
+        visual: torch.Tensor,
+        keep: torch.Tensor | None,
+        max_new_tokens: int = 16,
+        stop_at_eos: bool = True,
+        llm: dict[str, torch.Tensor] | None = None,
+    ) -> Generation:
+        """Greedy decoding with the KV cache, timing prefill (first token) and decoding apart."""
+        llm = llm if llm is not None else self.llm_inputs(inputs, keep)
+        attention_mask = llm["attention_mask"]
+        synchronize(self.device)
+        start = time.perf_counter()
+        out = self.model(**llm, mm_encoder_outputs=self.encoder_outputs(visual), use_cache=True, logits_to_keep=1)
+        token = out.logits[:, -1].argmax(-1)
+        synchronize(self.device)
+        prefill_s = time.perf_counter() - start
+        tokens: list[int] = []
+        cache = out.cache
+        start = time.perf_counter()
+        for step in range(max_new_tokens):
+            value = int(token)
+            if stop_at_eos and value in self.eos_token_ids:
+                break
+            tokens.append(value)
+            if step == max_new_tokens - 1:
+                break
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
+            out = self.model(input_ids=token[:, None], attention_mask=attention_mask, cache=cache, use_cache=True)
+            cache = out.cache
+            token = out.logits[:, -1].argmax(-1)
+        synchronize(self.device)
+        decode_s = time.perf_counter() - start
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return Generation(token_ids=tokens, text=text, prefill_s=prefill_s, decode_s=decode_s,
+                          prompt_tokens=int(llm["input_ids"].shape[1]))

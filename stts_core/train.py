@@ -1,0 +1,288 @@
+"""`python -m stts_core.train`: end-to-end training of a Molmo2 checkpoint with STTS on.
+
+Loss = next-token loss on the answer + 0.5 x the auxiliary temporal loss. The scorer learns
+temporally from the auxiliary loss and spatially from the task loss through the attention bias.
+The same loop trains the built-in model on a CPU and Molmo2-4B on a GPU; data is the synthetic
+generator or a JSONL of {"video", "question", "answer"}. AdamW, seeded, resumable: checkpoints are
+`save_pretrained` directories (safetensors) plus the optimiser state, also as safetensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from stts_core.backends.molmo2 import Molmo2Backend, load_molmo2
+from stts_core.backends.molmo2_build import PRESETS, build_model, build_processor, build_tokenizer
+from stts_core.losses import AUX_LOSS_WEIGHT, temporal_aux_loss
+from stts_core.pipeline import visual_pass
+from stts_core.selection import validate_keep_ratio
+
+
+@dataclass
+class Sample:
+    frames: np.ndarray  # (T, H, W, 3) uint8
+    question: str
+    answer: str
+    metadata: dict | None = None
+    more: list[tuple[str, str]] = field(default_factory=list)  # further (question, answer) pairs on the same clip
+
+    @property
+    def qas(self) -> list[tuple[str, str]]:
+        return [(self.question, self.answer), *self.more]
+
+
+def synthetic_samples(start: int, num_frames: int) -> Iterator[Sample]:
+    """Endless training samples: clip i has train-split seed i, with all of its questions."""
+    from stts_core.synthetic import SPLIT_SEEDS, make_clip
+
+    index = start
+    while True:
+        clip = make_clip(SPLIT_SEEDS["train"] + index, num_frames=num_frames)
+        first, *rest = clip.qas
+        yield Sample(clip.frames, first.question, first.answer, more=[(q.question, q.answer) for q in rest])
+        index += 1
+
+
+def jsonl_samples(path: Path, num_frames: int, seed: int, start: int) -> Iterator[Sample]:
+    """Endless passes over a JSONL file of {"video", "question", "answer"}, shuffled per pass."""
+    from stts_core.video import load_video
+
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{path} holds no samples.")
+    for row in rows:
+        if not {"video", "question", "answer"} <= row.keys():
+            raise ValueError(f"Every line of {path} needs video, question and answer; got {sorted(row)}.")
+    epoch, offset = divmod(start, len(rows))
+    while True:
+        order = list(range(len(rows)))
+        random.Random(seed + epoch).shuffle(order)
+        for i in order[offset:]:
+            row = rows[i]
+            video = Path(row["video"]) if Path(row["video"]).is_absolute() else path.parent / row["video"]
+            sampled = load_video(video, num_frames)
+            yield Sample(sampled.frames, row["question"], row["answer"], sampled.metadata())
+        epoch, offset = epoch + 1, 0
+
+
+def answer_ids(backend: Molmo2Backend, answer: str) -> list[int]:
+    ids = backend.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+    return [*ids, backend.tokenizer.eos_token_id]
+
+
+def stts_loss(
+    backend: Molmo2Backend,
+    sample: Sample,
+    keep_ratio: float,
+    aux_weight: float = AUX_LOSS_WEIGHT,
+    scorer: str = "learned",
+) -> dict[str, torch.Tensor]:
+    """Task + aux loss of one clip through the STTS path (pruned ViT suffix and LLM).
+
+    The vision side does not depend on the question, so it runs once and every question of the
+    clip reuses it; the task loss is their mean. scorer "none" is the unmodified model (no scorer,
+    no aux loss): the baseline training step.
+    """
+    prepared = [backend.prepare(sample.frames, q, sample.metadata) for q, _ in sample.qas]
+    vp = visual_pass(backend, prepared[0], keep_ratio, scorer)
+    task = vp.visual.new_zeros(())
+    for inputs, (_, answer) in zip(prepared, sample.qas, strict=True):
+        llm = backend.llm_inputs(inputs, vp.prune)
+        target = torch.tensor([answer_ids(backend, answer)], device=backend.device)
+        prompt_len = llm["input_ids"].shape[1]
+        llm = {
+            "input_ids": torch.cat([llm["input_ids"], target], 1),
+            "attention_mask": torch.cat([llm["attention_mask"], torch.ones_like(target)], 1),
+            "mm_token_type_ids": torch.cat([llm["mm_token_type_ids"], torch.zeros_like(target)], 1),
+        }
+        labels = llm["input_ids"].clone()
+        labels[:, :prompt_len] = -100
+        out = backend.model(**llm, mm_encoder_outputs=backend.encoder_outputs(vp.visual), labels=labels)
+        task = task + out.loss / len(prepared)
+    if vp.scores is None:
+        aux = task.new_zeros(())
+    else:
+        aux = temporal_aux_loss(vp.scores, vp.prefix.hidden, prepared[0].groups)
+    return {"loss": task + aux_weight * aux, "task": task.detach(), "aux": aux.detach()}
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak.
+
+    With a wall-time budget, progress is whichever is further along, steps or time, so a run cut
+    short by its budget still ends with a decayed learning rate.
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = max((step - warmup) / max(1, total - warmup), time_fraction)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def save_training_state(out: Path, backend: Molmo2Backend, optimizer: torch.optim.Optimizer, step: int,
+                        args: dict, elapsed_s: float = 0.0) -> None:
+    """Checkpoint = save_pretrained directory + optimiser moments (safetensors) + step (JSON)."""
+    backend.model.save_pretrained(out, safe_serialization=True)
+    backend.processor.save_pretrained(out)
+    names = {id(p): n for n, p in backend.model.named_parameters()}
+    tensors: dict[str, torch.Tensor] = {}
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in state:
+                    tensors[f"{names[id(p)]}::{key}"] = state[key].detach().cpu().contiguous()
+    save_file(tensors, str(out / "optimizer.safetensors"))
+    state = {"step": step, "elapsed_s": round(elapsed_s, 1), "args": args}
+    (out / "trainer_state.json").write_text(json.dumps(state, indent=2))
+
+
+def load_training_state(out: Path, backend: Molmo2Backend, optimizer: torch.optim.Optimizer) -> int:
+    state = json.loads((out / "trainer_state.json").read_text())
+    moments = load_file(str(out / "optimizer.safetensors"))
+    step = int(state["step"])
+    for name, p in backend.model.named_parameters():
+        if f"{name}::exp_avg" in moments:
+            optimizer.state[p] = {
+                "step": torch.tensor(float(step)),
+                "exp_avg": moments[f"{name}::exp_avg"].to(p.device, p.dtype),
+                "exp_avg_sq": moments[f"{name}::exp_avg_sq"].to(p.device, p.dtype),
+            }
+    return step
+
+
+def new_backend(preset: str, device: str | None, seed: int) -> Molmo2Backend:
+    """A from-scratch model of a preset with a tokenizer over the synthetic world's words."""
+    from stts_core.synthetic import VOCABULARY
+
+    tokenizer = build_tokenizer(VOCABULARY)
+    model = build_model(preset, tokenizer, seed=seed, device=device or "cpu")
+    processor = build_processor(tokenizer, PRESETS[preset]["image_size"])
+    return Molmo2Backend(model, processor, source=f"preset:{preset}")
+
+
+def quick_accuracy(backend: Molmo2Backend, samples: list[Sample], keep_ratio: float) -> float:
+    """Greedy exact-match accuracy on a few held-out samples (progress signal during training)."""
+    backend.model.eval()
+    correct = 0
+    with torch.no_grad():
+        for s in samples:
+            inputs = backend.prepare(s.frames, s.question, s.metadata)
+            vp = visual_pass(backend, inputs, keep_ratio, "none" if keep_ratio >= 1 else "learned")
+            gen = backend.generate(inputs, vp.visual, vp.prune, max_new_tokens=4)
+            correct += gen.text.strip() == s.answer
+    backend.model.train()
+    return correct / max(1, len(samples))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m stts_core.train", description=__doc__)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", help="checkpoint directory or hub id to fine-tune")
+    src.add_argument("--preset", choices=sorted(PRESETS), help="train this architecture from scratch")
+    p.add_argument("--data", default="synthetic", help="'synthetic' or a JSONL of {video, question, answer}")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps")
+    p.add_argument("--batch", type=int, default=8, help="samples per optimiser step (gradient accumulation)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--keep", type=float, default=0.5, help="STTS keep ratio during training")
+    p.add_argument("--keep-choices", type=float, nargs="*", default=None,
+                   help="if given, each sample draws its keep ratio from these (1.0 = unpruned)")
+    p.add_argument("--aux-weight", type=float, default=AUX_LOSS_WEIGHT)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--save-every", type=int, default=200)
+    p.add_argument("--resume", action="store_true", help="continue from --out's last checkpoint")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
+    args = p.parse_args(argv)
+    validate_keep_ratio(args.keep)
+    for r in args.keep_choices or []:
+        validate_keep_ratio(r)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    resume = args.resume and (args.out / "trainer_state.json").exists()
+    if resume:
+        backend = load_molmo2(str(args.out), device=args.device)
+    elif args.preset:
+        backend = new_backend(args.preset, args.device, args.seed)
+    else:
+        backend = load_molmo2(args.model, device=args.device)
+    model = backend.model
+    model.train()
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    step = load_training_state(args.out, backend, optimizer) if resume else 0
+    if args.data == "synthetic":
+        data = synthetic_samples(step * args.batch, args.frames)
+        from stts_core.synthetic import SPLIT_SEEDS, make_clip
+
+        val = [Sample(c.frames, qa.question, qa.answer) for c in
+               (make_clip(SPLIT_SEEDS["val"] + i, num_frames=args.frames) for i in range(48)) for qa in c.qas[:1]]
+    else:
+        data = jsonl_samples(Path(args.data), args.frames, args.seed, step * args.batch)
+        val = []
+    rng = random.Random(args.seed + step)
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = (args.out / "train_log.jsonl").open("a")
+    spent_before = float(json.loads((args.out / "trainer_state.json").read_text()).get("elapsed_s", 0.0)) if resume else 0.0
+    started = time.perf_counter() - spent_before
+    budget_s = args.max_minutes * 60 if args.max_minutes else None
+    bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True)
+    while step < args.steps:
+        elapsed = time.perf_counter() - started
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, elapsed / budget_s if budget_s else 0.0)
+        optimizer.zero_grad(set_to_none=True)
+        task = aux = 0.0
+        for _ in range(args.batch):
+            keep = rng.choice(args.keep_choices) if args.keep_choices else args.keep
+            parts = stts_loss(backend, next(data), keep, args.aux_weight)
+            (parts["loss"] / args.batch).backward()
+            task += float(parts["task"]) / args.batch
+            aux += float(parts["aux"]) / args.batch
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(task=f"{task:.3f}", aux=f"{aux:.4f}")
+        record = {"step": step, "task_loss": task, "aux_loss": aux, "lr": optimizer.param_groups[0]["lr"],
+                  "elapsed_s": round(time.perf_counter() - started, 1)}
+        out_of_time = budget_s is not None and time.perf_counter() - started > budget_s
+        if val and (step % args.eval_every == 0 or step == args.steps or out_of_time):
+            record["val_acc_unpruned"] = quick_accuracy(backend, val, 1.0)
+            record["val_acc_keep"] = quick_accuracy(backend, val, args.keep)
+            tqdm.write(json.dumps(record))
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        if step % args.save_every == 0 or step == args.steps or out_of_time:
+            save_training_state(args.out, backend, optimizer, step, vars(args) | {"out": str(args.out)},
+                                time.perf_counter() - started)
+        if out_of_time:
+            tqdm.write(f"stopping at step {step}: --max-minutes reached")
+            break
+    bar.close()
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,23 @@
+"""Shared fixtures: a micro random Molmo2 checkpoint written to disk and loaded back the way users load one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stts_core.backends.molmo2 import Molmo2Backend, load_molmo2
+from stts_core.backends.molmo2_build import build_random_checkpoint
+from stts_core.synthetic import VOCABULARY
+
+
+@pytest.fixture(scope="session")
+def micro_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of a random-weight micro Molmo2ForSTTS checkpoint (safetensors, config, processor)."""
+    return build_random_checkpoint(tmp_path_factory.mktemp("micro-ckpt"), "micro", words=VOCABULARY)
+
+
+@pytest.fixture(scope="session")
+def micro_backend(micro_checkpoint: Path) -> Molmo2Backend:
+    """The micro checkpoint loaded through `load_molmo2`, on the CPU in float32."""
+    return load_molmo2(str(micro_checkpoint), device="cpu")

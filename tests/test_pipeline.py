@@ -1,0 +1,236 @@
+"""pipeline.run end to end on the micro Molmo2: STTS against the unpruned baseline, budgets, scorers and errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stts_core import pipeline
+from stts_core.pipeline import STAGES, RunSettings, run, visual_pass
+from stts_core.selection import kept_group_count
+from stts_core.synthetic import make_clip
+from stts_core.video import VideoError, frames_from_array, write_video
+
+GROUPS = 4  # groups per frame in the micro preset (6x6 patches, 3x3 pooling)
+PATCHES = 36
+QUESTION = "does the red triangle move ?"
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return make_clip(1, num_frames=16)
+
+
+@pytest.fixture(scope="module")
+def video(clip):
+    return frames_from_array(clip.frames)
+
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory, clip):
+    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", clip.frames, fps=8.0)
+
+
+def _settings(**kw) -> RunSettings:
+    base = dict(num_frames=4, max_new_tokens=4)
+    base.update(kw)
+    return RunSettings(**base)
+
+
+@pytest.mark.parametrize("scorer", ["learned", "heuristic", "random"])
+def test_keep_one_matches_baseline(micro_backend, video, scorer):
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=1.0, scorer=scorer, stop_at_eos=False))
+    base, stts = result.baseline, result.stts
+    assert base is not None
+    assert stts.answer == base.answer
+    assert stts.token_ids == base.token_ids
+    assert len(stts.token_ids) == 4
+    assert stts.visual_tokens == base.visual_tokens == 4 * GROUPS
+    assert stts.prompt_tokens == base.prompt_tokens
+    assert stts.vit_suffix_tokens == base.vit_suffix_tokens == 4 * PATCHES
+    assert result.keep.all() and result.keep.shape == (4, GROUPS)
+    assert result.agree is True
+
+
+def test_keep_one_matches_stock_generate(micro_backend, video):
+    four = frames_from_array(video.frames[[0, 5, 10, 15]])
+    result = run(micro_backend, four, QUESTION, _settings(keep_ratio=1.0, stop_at_eos=False, max_new_tokens=6))
+    assert np.array_equal(result.frames, four.frames)
+    inputs = micro_backend.prepare(four.frames, QUESTION, four.metadata())
+    with torch.no_grad():
+        stock = micro_backend.model.generate(**inputs.tensors, max_new_tokens=6, do_sample=False)
+    new = stock[0, inputs.tensors["input_ids"].shape[1] :].tolist()
+    assert result.stts.token_ids[: len(new)] == new
+    assert result.baseline.token_ids[: len(new)] == new
+
+
+@pytest.mark.parametrize("scorer", ["learned", "heuristic", "random"])
+@pytest.mark.parametrize("keep_ratio", [0.5, 0.3, 0.75])
+def test_scorers_keep_exact_budget(micro_backend, video, scorer, keep_ratio):
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=keep_ratio, scorer=scorer, max_new_tokens=2))
+    expected = kept_group_count(4, GROUPS, keep_ratio)
+    assert expected == max(GROUPS, round(keep_ratio * GROUPS * 4))
+    assert result.scorer_used == scorer
+    assert result.keep.shape == result.scores.shape == (4, GROUPS)
+    assert result.keep.dtype == bool
+    assert int(result.keep.sum()) == expected
+    assert bool(result.keep[0].all())
+    assert np.isfinite(result.scores).all()
+    assert result.scores.min() >= 0.0 and result.scores.max() <= 1.0
+    stts, base = result.stts, result.baseline
+    assert stts.visual_tokens == expected
+    assert base.visual_tokens == 4 * GROUPS
+    assert stts.prompt_tokens == base.prompt_tokens - (4 * GROUPS - expected)
+    assert stts.vit_suffix_tokens == expected * 9
+    assert base.vit_suffix_tokens == 4 * PATCHES
+    # Among the prunable frames, every kept group scores at least as high as every pruned one.
+    rest_keep, rest_scores = result.keep[1:], result.scores[1:]
+    if rest_keep.any() and (~rest_keep).any():
+        assert rest_scores[rest_keep].min() >= rest_scores[~rest_keep].max()
+
+
+def test_random_scorer_follows_seed(micro_backend, video):
+    a = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=3, run_baseline=False, max_new_tokens=1))
+    b = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=3, run_baseline=False, max_new_tokens=1))
+    c = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=4, run_baseline=False, max_new_tokens=1))
+    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.keep, b.keep)
+    assert not np.array_equal(a.scores, c.scores)
+
+
+def test_result_shapes_timings_and_json(micro_backend, video):
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
+    assert result.frames.shape[0] == 4 and result.frames.dtype == np.uint8
+    assert result.timestamps.shape == (4,)
+    assert np.all(np.diff(result.timestamps) > 0)
+    assert result.groups.shape == (GROUPS, 9)
+    assert result.grid == (2, 2) and result.patch_grid == (6, 6)
+    for model_run in (result.stts, result.baseline):
+        assert tuple(model_run.timings) == STAGES
+        assert all(v >= 0.0 and math.isfinite(v) for v in model_run.timings.values())
+        assert model_run.timings["vit_prefix"] > 0 and model_run.timings["llm_prefill"] > 0
+        assert model_run.ttft_s <= model_run.total_s
+        assert model_run.num_frames == 4
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["keep_mask_shape"] == [4, GROUPS]
+    assert data["kept_groups"] == 8
+    assert data["stts"]["visual_tokens"] == 8 and data["baseline"]["visual_tokens"] == 16
+    assert data["stts"]["answer"] == result.stts.answer
+    assert set(data["stts"]["timings_s"]) == set(STAGES)
+    assert data["agree"] == result.agree
+    assert data["ttft_speedup"] == pytest.approx(result.baseline.ttft_s / result.stts.ttft_s)
+
+
+def test_without_baseline(micro_backend, video):
+    result = run(micro_backend, video, QUESTION, _settings(run_baseline=False))
+    assert result.baseline is None
+    assert result.agree is None and result.ttft_speedup is None and result.e2e_speedup is None
+    assert result.to_json()["baseline"] is None
+    assert result.stts.visual_tokens == 8
+
+
+def test_match_budget_doubles_frames_at_same_token_count(micro_backend, video):
+    settings = _settings(match_budget=True, keep_ratio=0.5, num_frames=4, max_new_tokens=2)
+    assert settings.stts_frames() == 8
+    result = run(micro_backend, video, QUESTION, settings)
+    assert result.stts.num_frames == 8 and result.frames.shape[0] == 8
+    assert result.keep.shape == (8, GROUPS)
+    assert result.baseline.num_frames == 4
+    assert result.stts.visual_tokens == kept_group_count(8, GROUPS, 0.5)
+    assert abs(result.stts.visual_tokens - result.baseline.visual_tokens) <= 1
+    assert result.stts.visual_tokens == result.baseline.visual_tokens
+    assert any("Same token budget" in note for note in result.notes)
+
+
+def test_match_budget_from_file(micro_backend, mp4):
+    settings = _settings(match_budget=True, keep_ratio=0.5, num_frames=3, max_new_tokens=1)
+    result = run(micro_backend, str(mp4), QUESTION, settings)
+    assert result.stts.num_frames == 6 and result.baseline.num_frames == 3
+    assert result.stts.visual_tokens == kept_group_count(6, GROUPS, 0.5) == 12
+    assert result.baseline.visual_tokens == 12
+
+
+@pytest.mark.parametrize("frames", [4, 6])
+def test_decoded_file_gives_requested_frames(micro_backend, mp4, frames):
+    result = run(micro_backend, mp4, QUESTION, _settings(num_frames=frames, max_new_tokens=2))
+    assert result.frames.shape[0] == frames
+    assert result.frames.shape[1:] == (252, 252, 3)
+    assert result.stts.num_frames == result.baseline.num_frames == frames
+    assert result.keep.shape == (frames, GROUPS)
+    assert result.stts.timings["decode_video"] > 0 and result.baseline.timings["decode_video"] > 0
+    assert int(result.keep.sum()) == kept_group_count(frames, GROUPS, 0.5)
+
+
+def test_decoded_frames_follow_the_clip(micro_backend, mp4, clip):
+    result = run(micro_backend, mp4, QUESTION, _settings(num_frames=16, run_baseline=False, max_new_tokens=1))
+    assert result.frames.shape[0] == 16
+    err = np.abs(result.frames.astype(np.int16) - clip.frames.astype(np.int16)).mean()
+    assert err < 6.0
+
+
+def test_first_run_reports_warmup(micro_checkpoint, video):
+    from stts_core.backends.molmo2 import load_molmo2
+
+    backend = load_molmo2(str(micro_checkpoint), device="cpu")
+    first = run(backend, video, QUESTION, _settings(run_baseline=False, max_new_tokens=1))
+    second = run(backend, video, QUESTION, _settings(run_baseline=False, max_new_tokens=1))
+    assert first.warmup and any("warm-up" in n for n in first.notes)
+    assert not second.warmup and not any("warm-up" in n for n in second.notes)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "question", "match"),
+    [
+        ({}, "", "question"),
+        ({}, "   ", "question"),
+        ({}, "x" * 2001, "too long"),
+        ({"keep_ratio": 0.0}, QUESTION, "keep ratio"),
+        ({"keep_ratio": 1.5}, QUESTION, "keep ratio"),
+        ({"keep_ratio": float("nan")}, QUESTION, "keep ratio"),
+        ({"keep_ratio": -0.2}, QUESTION, "keep ratio"),
+        ({"scorer": "oracle"}, QUESTION, "Unknown scorer"),
+        ({"num_frames": 0}, QUESTION, "number of frames"),
+        ({"num_frames": 2.5}, QUESTION, "number of frames"),
+        ({"max_new_tokens": 0}, QUESTION, "max_new_tokens"),
+    ],
+)
+def test_invalid_requests_raise_readable_errors(micro_backend, video, kwargs, question, match):
+    with pytest.raises(ValueError, match=match) as info:
+        run(micro_backend, video, question, _settings(**kwargs))
+    message = str(info.value)
+    assert "Traceback" not in message and "\n" not in message
+
+
+def test_missing_video_file(micro_backend, tmp_path):
+    with pytest.raises(VideoError):
+        run(micro_backend, tmp_path / "absent.mp4", QUESTION, _settings())
+
+
+def test_text_file_is_not_a_video(micro_backend, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("this is not a video at all\n" * 20)
+    with pytest.raises(VideoError) as info:
+        run(micro_backend, str(fake), QUESTION, _settings())
+    assert "\n" not in str(info.value)
+
+
+def test_visual_pass_none_is_unmodified(micro_backend, video):
+    inputs = micro_backend.prepare(video.frames[:4], QUESTION)
+    with torch.no_grad():
+        plain = visual_pass(micro_backend, inputs, 1.0, "none")
+        kept_all = visual_pass(micro_backend, inputs, 1.0, "learned")
+        pruned = visual_pass(micro_backend, inputs, 0.5, "learned")
+    assert plain.scores is None and plain.keep is None and plain.prune is None
+    assert kept_all.prune is None and bool(kept_all.keep.all())
+    assert torch.equal(plain.visual, kept_all.visual)
+    assert pruned.prune is not None and torch.equal(pruned.prune, pruned.keep)
+    assert pruned.visual.shape[0] == int(pruned.keep.sum()) == 8
+    assert pruned.suffix_tokens == 8 * 9 and plain.suffix_tokens == 4 * PATCHES
+
+
+def test_normalize_answer():
+    assert pipeline.normalize_answer("  Two  Red. ") == "two red"
+    assert pipeline.normalize_answer("") == ""
