@@ -1,0 +1,193 @@
+"""`python -m stts_core.bench`: the report it writes, and timers that cover queued CUDA work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from stts_core import bench
+from stts_core.bench import (
+    INFERENCE_CELL_KEYS,
+    INFERENCE_STAGES,
+    TRAIN_CELL_KEYS,
+    TRAIN_STAGES,
+    _error_cell,
+    format_table,
+    main,
+    write_html,
+)
+from stts_core.timing import StageTimer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _check_header(report: dict, preset: str, mode: str) -> None:
+    assert isinstance(report["device"], str) and report["device"]
+    for lib in ("torch", "transformers", "python"):
+        assert isinstance(report["versions"][lib], str)
+    assert report["preset"] == preset and report["model"] is None
+    assert report["mode"] == mode
+    assert dt.datetime.fromisoformat(report["date"]).tzinfo is not None
+    assert report["command"].startswith("python -m stts_core.bench") and f"--preset {preset}" in report["command"]
+    assert isinstance(report["cells"], list) and report["cells"]
+
+
+def _check_stages(stages: dict, names: tuple[str, ...]) -> None:
+    assert set(stages) == {"baseline", "stts"}
+    for run in stages.values():
+        assert set(run) == set(names)
+        assert all(isinstance(v, float) and v >= 0 for v in run.values())
+
+
+def _check_pair(values: list, kind: type | tuple[type, ...]) -> None:
+    assert isinstance(values, list) and len(values) == 2
+    assert all(isinstance(v, kind) for v in values)
+
+
+@pytest.mark.slow
+def test_cli_inference_on_tiny(tmp_path: Path) -> None:
+    out_json, out_html = tmp_path / "bench.json", tmp_path / "bench.html"
+    cmd = [sys.executable, "-m", "stts_core.bench", "--preset", "tiny", "--frames", "4", "--keep", "1.0", "0.5",
+           "--repeats", "1", "--new-tokens", "2", "--threads", "1", "--json", str(out_json), "--html", str(out_html)]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr
+    assert elapsed < 60, f"the tiny benchmark took {elapsed:.1f} s"
+    assert "TTFT base ms" in proc.stdout and "vit_pre" in proc.stdout
+
+    report = json.loads(out_json.read_text())
+    _check_header(report, "tiny", "inference")
+    assert report["settings"]["new_tokens"] == 2 and report["settings"]["threads"] == 1
+    cells = {c["keep"]: c for c in report["cells"]}
+    assert set(cells) == {1.0, 0.5}
+    for cell in cells.values():
+        assert set(cell) == set(INFERENCE_CELL_KEYS)
+        assert cell["frames"] == 4 and cell["repeats"] == 1 and cell["error"] is None
+        for key in ("ttft_speedup", "e2e_speedup", "baseline_ttft_s", "stts_ttft_s", "baseline_e2e_s", "stts_e2e_s"):
+            assert isinstance(cell[key], float) and cell[key] > 0, key
+        assert isinstance(cell["overhead_pct"], float) and cell["overhead_pct"] > 0
+        assert isinstance(cell["ttft_delta_pct"], float)
+        _check_pair(cell["visual_tokens"], int)
+        _check_pair(cell["vit_suffix_tokens"], int)
+        _check_pair(cell["peak_mem_gb"], (float, type(None)))
+        _check_stages(cell["stages_s"], INFERENCE_STAGES)
+        assert cell["stages_s"]["baseline"]["scoring"] < 1e-3 and cell["stages_s"]["baseline"]["packing"] == 0
+    base, stts = cells[0.5]["visual_tokens"]
+    assert stts < base and stts == base // 2
+    assert cells[0.5]["vit_suffix_tokens"][1] < cells[0.5]["vit_suffix_tokens"][0]
+    assert cells[0.5]["stages_s"]["stts"]["packing"] > 0
+    assert cells[1.0]["visual_tokens"][0] == cells[1.0]["visual_tokens"][1] == base
+    assert cells[1.0]["stages_s"]["stts"]["packing"] == 0
+
+    html = out_html.read_text()
+    assert 'class="plotly-graph-div"' in html
+    assert not re.search(r"<script[^>]*\ssrc=", html)  # nothing fetched from a CDN: the chart works offline
+    assert len(html) > 1_000_000  # plotly.js itself is embedded
+
+
+def test_train_cells_on_micro(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "train.json"
+    args = ["--preset", "micro", "--train", "--frames", "4", "--keep", "1.0", "0.5", "--repeats", "1",
+            "--threads", "1", "--json", str(out_json)]
+    assert main(args) == 0
+    assert "step base ms" in capsys.readouterr().out
+    report = json.loads(out_json.read_text())
+    _check_header(report, "micro", "train")
+    cells = {c["keep"]: c for c in report["cells"]}
+    for cell in cells.values():
+        assert set(cell) == set(TRAIN_CELL_KEYS)
+        assert cell["error"] is None and cell["repeats"] == 1
+        for key in ("step_speedup", "baseline_step_s", "stts_step_s"):
+            assert isinstance(cell[key], float) and cell[key] > 0
+        _check_stages(cell["stages_s"], TRAIN_STAGES)
+        _check_pair(cell["visual_tokens"], int)
+    assert cells[1.0]["visual_tokens"] == [16, 16]
+    assert cells[0.5]["visual_tokens"] == [16, 8]
+
+
+def test_train_with_grad_checkpointing_on_micro(tmp_path: Path) -> None:
+    out_json = tmp_path / "train.json"
+    assert main(["--preset", "micro", "--train", "--grad-checkpoint", "--frames", "4", "--keep", "0.5",
+                 "--repeats", "1", "--threads", "1", "--json", str(out_json)]) == 0
+    report = json.loads(out_json.read_text())
+    assert report["settings"]["grad_checkpoint"] is True
+    assert report["cells"][0]["error"] is None and report["cells"][0]["visual_tokens"] == [16, 8]
+
+
+def test_bad_arguments_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["--preset", "tiny", "--keep", "0"], ["--preset", "tiny", "--new-tokens", "1"],
+                 ["--preset", "tiny", "--grad-checkpoint"], ["--frames", "4"]):
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_a_cell_that_ran_out_of_memory_is_reported_not_fatal(tmp_path: Path) -> None:
+    cell = _error_cell(256, 0.5, INFERENCE_CELL_KEYS, torch.OutOfMemoryError("CUDA out of memory. Tried 4 GiB"))
+    report = {"device": "GPU", "preset": "molmo2-4b", "model": None, "mode": "inference",
+              "settings": {"scorer_used": "learned", "repeats": 3, "warmup": 1}, "cells": [cell]}
+    assert "OutOfMemoryError" in format_table(report)
+    write_html(report, tmp_path / "oom.html")
+    assert 'class="plotly-graph-div"' in (tmp_path / "oom.html").read_text()
+
+
+def test_a_failing_cell_is_recorded_and_the_exit_code_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    real = bench.inference_cell
+
+    def flaky(backend: Any, video: Any, question: str, keep: float, cfg: Any, scorer: str) -> dict[str, Any]:
+        if keep == 0.5:
+            raise RuntimeError("broken on purpose")
+        return real(backend, video, question, keep, cfg, scorer)
+
+    monkeypatch.setattr(bench, "inference_cell", flaky)
+    out_json = tmp_path / "partial.json"
+    args = ["--preset", "micro", "--frames", "4", "--keep", "1.0", "0.5", "--repeats", "1", "--new-tokens", "2",
+            "--threads", "1", "--json", str(out_json)]
+    assert main(args) == 1
+    capsys.readouterr()
+    cells = {c["keep"]: c for c in json.loads(out_json.read_text())["cells"]}
+    assert cells[1.0]["error"] is None and cells[1.0]["ttft_speedup"] > 0
+    assert cells[0.5]["error"] == "RuntimeError: broken on purpose" and cells[0.5]["ttft_speedup"] is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA: the timer synchronises only CUDA work")
+def test_stage_timer_waits_for_cuda_work() -> None:
+    device = torch.device("cuda")
+    torch.cuda.synchronize(device)
+    # A spin kernel of known length: no GPU clocks faster than 3 GHz, so it lasts at least cycles / 3e9 s.
+    cycles = 150_000_000
+    minimum = cycles / 3e9
+    launch_start = time.perf_counter()
+    torch.cuda._sleep(cycles)
+    launch_s = time.perf_counter() - launch_start
+    torch.cuda.synchronize(device)
+    assert launch_s < minimum, "the launch itself should return before the kernel ends"
+
+    timer = StageTimer(device)
+    with timer.stage("sleep"):
+        torch.cuda._sleep(cycles)
+    assert timer.get("sleep") >= minimum
+
+    a = torch.randn(4096, 4096, device=device)
+    torch.cuda.synchronize(device)
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    with timer.stage("matmul"):
+        start.record()
+        for _ in range(20):
+            a = (a @ a).clamp_(-1, 1)
+        end.record()
+    device_s = start.elapsed_time(end) / 1e3
+    assert timer.get("matmul") >= device_s * 0.99

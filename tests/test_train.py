@@ -1,0 +1,105 @@
+"""End-to-end training: a short run on the micro architecture learns, saves and resumes."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from stts_core.backends.molmo2 import load_molmo2
+from stts_core.synthetic import make_clip
+from stts_core.train import Sample, answer_ids, lr_at, main, stts_loss
+
+
+def _log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("train") / "run"
+    args = ["--preset", "micro", "--out", str(out), "--steps", "20", "--batch", "2", "--lr", "3e-3", "--warmup", "2",
+            "--frames", "4", "--eval-every", "1000", "--save-every", "10", "--keep", "0.5", "--seed", "0"]
+    assert main(args) == 0
+    return out
+
+
+def test_short_run_lowers_task_and_aux_loss(trained: Path) -> None:
+    log = _log(trained)
+    assert [r["step"] for r in log] == list(range(1, 21))
+    first = sum(r["task_loss"] for r in log[:3]) / 3
+    last = sum(r["task_loss"] for r in log[-3:]) / 3
+    assert last < 0.8 * first
+    assert all(r["aux_loss"] > 0 for r in log)
+    assert sum(r["aux_loss"] for r in log[-3:]) < sum(r["aux_loss"] for r in log[:3])
+
+
+def test_checkpoint_is_safetensors_and_loads_through_the_normal_loader(trained: Path) -> None:
+    names = {p.name for p in trained.iterdir()}
+    assert {"model.safetensors", "optimizer.safetensors", "config.json", "trainer_state.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".pkl"))]
+    backend = load_molmo2(str(trained), device="cpu")
+    assert backend.has_learned_scorer
+    assert json.loads((trained / "trainer_state.json").read_text())["step"] == 20
+    clip = make_clip(7, num_frames=4)
+    loss = stts_loss(backend, Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer), 0.5)
+    assert math.isfinite(float(loss["loss"]))
+
+
+def test_resume_continues_from_the_saved_step(trained: Path) -> None:
+    args = ["--preset", "micro", "--out", str(trained), "--steps", "22", "--batch", "1", "--frames", "4",
+            "--eval-every", "1000", "--save-every", "1", "--resume"]
+    assert main(args) == 0
+    steps = [r["step"] for r in _log(trained)]
+    assert steps[-2:] == [21, 22]
+    assert json.loads((trained / "trainer_state.json").read_text())["step"] == 22
+
+
+def test_loss_reaches_every_part_of_the_model(trained: Path) -> None:
+    backend = load_molmo2(str(trained), device="cpu")
+    backend.model.train()
+    clip = make_clip(3, num_frames=4)
+    sample = Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer,
+                    more=[(q.question, q.answer) for q in clip.qas[1:]])
+    stts_loss(backend, sample, 0.5)["loss"].backward()
+    named = dict(backend.model.named_parameters())
+    for name in ("temporal_token_scorer.mlp.w1.weight", "temporal_token_scorer.patch_token_pooler.wq.weight",
+                 "model.vision_tower.layers.0.mlp.fc1.weight", "lm_head.weight"):
+        grad = named[name].grad
+        assert grad is not None and float(grad.abs().sum()) > 0, name
+
+
+def test_answer_ids_end_with_eos(trained: Path) -> None:
+    backend = load_molmo2(str(trained), device="cpu")
+    ids = answer_ids(backend, "red")
+    assert ids[-1] == backend.tokenizer.eos_token_id
+    assert backend.tokenizer.decode(ids[:-1]).strip() == "red"
+
+
+def test_lr_schedule_warms_up_decays_and_respects_the_time_budget() -> None:
+    assert lr_at(0, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 10) == pytest.approx(1.0)
+    assert lr_at(100, 100, 1.0, 10) == pytest.approx(0.1)
+    assert lr_at(20, 100, 1.0, 10, time_fraction=1.0) == pytest.approx(0.1)
+    assert lr_at(20, 100, 1.0, 10) > lr_at(60, 100, 1.0, 10)
+
+
+@pytest.mark.parametrize("bad", [["--keep", "0"], ["--keep", "1.5"], ["--keep-choices", "0.5", "2"]])
+def test_bad_keep_ratio_is_refused(tmp_path: Path, bad: list[str]) -> None:
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        main(["--preset", "micro", "--out", str(tmp_path / "x"), "--steps", "1", *bad])
+
+
+def test_jsonl_data_trains(tmp_path: Path) -> None:
+    from stts_core.synthetic import write_split
+
+    jsonl = write_split(tmp_path / "data", "train", 2, num_frames=4, size=84)
+    out = tmp_path / "run"
+    args = ["--preset", "micro", "--data", str(jsonl), "--out", str(out), "--steps", "2", "--batch", "2",
+            "--frames", "4", "--eval-every", "1000", "--save-every", "2"]
+    assert main(args) == 0
+    assert len(_log(out)) == 2
+    assert torch.isfinite(torch.tensor([r["task_loss"] for r in _log(out)])).all()
