@@ -1,0 +1,61 @@
+"""STTS Studio web app: `python app.py [--host 127.0.0.1] [--port 7860] [--model PATH_OR_ID] [--device cpu|cuda] [--share]`.
+
+Also the Hugging Face Spaces entry point (sdk gradio, app_file app.py). Serves the built-in model
+offline on a CPU by default. Scripts can call the "/run" endpoint with gradio_client; see
+app/handlers.py for its inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("spaces") is not None:
+    import spaces  # noqa: F401  (on ZeroGPU it must be imported before torch)
+
+from app.examples import examples_dir
+from app.handlers import LIMITS
+from app.models import CACHE, ModelChoices, default_device
+from app.ui import build_demo
+
+THEME = "soft"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description="STTS Studio web app")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--model", default=None, help="hub id or local checkpoint folder selected at start "
+                                                   "(default: the built-in STTS-tiny in assets/stts-tiny)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available, else cpu")
+    p.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
+    p.add_argument("--max-models", type=int, default=2, help="models kept loaded at once")
+    p.add_argument("--examples-dir", type=Path, default=None, help="where example clips are written "
+                                                                    "(default: assets/examples if writable)")
+    p.add_argument("--no-preload", action="store_true", help="load the selected model on the first run instead")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    CACHE.configure(device=default_device(args.device), max_models=args.max_models)
+    examples = examples_dir(args.examples_dir)
+    demo = build_demo(args.model, examples)
+    if not args.no_preload:
+        choices = ModelChoices.starting_with(args.model)
+        source = choices.source(choices.selected)
+        try:
+            CACHE.get(source, choices.builtin_path)
+        except RuntimeError as err:
+            print(f"warning: {err} The app starts anyway; pick another model in the page.", file=sys.stderr)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=LIMITS.max_bytes,
+                state_session_capacity=200, theme=THEME, show_error=True,
+                allowed_paths=[str(examples)])
+
+
+if __name__ == "__main__":
+    main()
