@@ -115,7 +115,8 @@ def stts_loss(
         aux = task.new_zeros(())
     else:
         aux = temporal_aux_loss(vp.scores, vp.prefix.hidden, prepared[0].groups)
-    return {"loss": task + aux_weight * aux, "task": task.detach(), "aux": aux.detach()}
+    return {"loss": task + aux_weight * aux, "task": task.detach(), "aux": aux.detach(),
+            "visual_rms": vp.visual.detach().float().pow(2).mean().sqrt()}
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int, time_fraction: float = 0.0) -> float:
@@ -160,6 +161,25 @@ def load_training_state(out: Path, backend: Molmo2Backend, optimizer: torch.opti
                 "exp_avg_sq": moments[f"{name}::exp_avg_sq"].to(p.device, p.dtype),
             }
     return step
+
+
+VISION_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "temporal_token_scorer.")
+CONSTANT_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.")
+
+
+def set_vision_trainable(model: torch.nn.Module, trainable: bool, frozen_constants: bool = False) -> None:
+    """Switch gradient flow into the vision side (ViT, adapter, scorer).
+
+    From scratch the LLM first fits the answer prior; if the vision side trains then, the cheapest
+    way to feed the LLM a bias is a constant added to every visual token, which grows until it drowns
+    the video (all frames look alike and the auxiliary target collapses to 0). Holding the vision side
+    still for a short text warm-up, and keeping its additive constants (biases, LayerNorm shifts) at
+    zero, removes that shortcut. The scorer keeps its biases trainable (it needs them to say "static").
+    """
+    for name, p in model.named_parameters():
+        if name.startswith(VISION_PREFIXES):
+            constant = name.startswith(CONSTANT_PREFIXES) and p.dim() == 1
+            p.requires_grad_(trainable and not (frozen_constants and constant))
 
 
 def new_backend(preset: str, device: str | None, seed: int) -> Molmo2Backend:
@@ -210,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--max-minutes", type=float, default=None, help="stop (and save) after this wall time")
+    p.add_argument("--vision-lr-scale", type=float, default=1.0,
+                   help="learning rate of the ViT, adapter and scorer relative to --lr")
+    p.add_argument("--text-warmup", type=int, default=0,
+                   help="first N steps train the LLM only (vision side frozen); for training from scratch")
+    p.add_argument("--freeze-vision-constants", action="store_true",
+                   help="keep ViT/adapter biases and norm affines fixed (for training from scratch)")
     args = p.parse_args(argv)
     validate_keep_ratio(args.keep)
     for r in args.keep_choices or []:
@@ -226,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         backend = load_molmo2(args.model, device=args.device)
     model = backend.model
     model.train()
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        groups.setdefault((n.startswith(VISION_PREFIXES), p.dim() >= 2), []).append(p)
+    optimizer = torch.optim.AdamW(
+        [{"params": ps, "weight_decay": args.weight_decay if matrix else 0.0,
+          "lr_scale": args.vision_lr_scale if vision else 1.0} for (vision, matrix), ps in groups.items()],
+        lr=args.lr, betas=(0.9, 0.98))
     step = load_training_state(args.out, backend, optimizer) if resume else 0
     if args.data == "synthetic":
         data = synthetic_samples(step * args.batch, args.frames)
@@ -248,23 +277,27 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = args.max_minutes * 60 if args.max_minutes else None
     bar = tqdm(total=args.steps, initial=step, desc="train", dynamic_ncols=True)
     while step < args.steps:
+        set_vision_trainable(model, step >= args.text_warmup, args.freeze_vision_constants)
         elapsed = time.perf_counter() - started
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.steps, args.lr, args.warmup, elapsed / budget_s if budget_s else 0.0)
+            group["lr"] = group["lr_scale"] * lr_at(step, args.steps, args.lr, args.warmup,
+                                                    elapsed / budget_s if budget_s else 0.0)
         optimizer.zero_grad(set_to_none=True)
-        task = aux = 0.0
+        task = aux = visual_rms = 0.0
         for _ in range(args.batch):
             keep = rng.choice(args.keep_choices) if args.keep_choices else args.keep
             parts = stts_loss(backend, next(data), keep, args.aux_weight)
             (parts["loss"] / args.batch).backward()
             task += float(parts["task"]) / args.batch
             aux += float(parts["aux"]) / args.batch
+            visual_rms += float(parts["visual_rms"]) / args.batch
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         step += 1
         bar.update(1)
         bar.set_postfix(task=f"{task:.3f}", aux=f"{aux:.4f}")
-        record = {"step": step, "task_loss": task, "aux_loss": aux, "lr": optimizer.param_groups[0]["lr"],
+        record = {"step": step, "task_loss": task, "aux_loss": aux, "visual_rms": round(visual_rms, 4),
+                  "lr": lr_at(step - 1, args.steps, args.lr, args.warmup, elapsed / budget_s if budget_s else 0.0),
                   "elapsed_s": round(time.perf_counter() - started, 1)}
         out_of_time = budget_s is not None and time.perf_counter() - started > budget_s
         if val and (step % args.eval_every == 0 or step == args.steps or out_of_time):

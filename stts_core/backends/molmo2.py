@@ -293,7 +293,11 @@ class Molmo2Backend:
         return ViTState(hidden=x, saved=saved)
 
     def learned_scores(self, state: ViTState, inputs: PreparedInputs) -> torch.Tensor:
-        return self.model.temporal_token_scorer(state.hidden, inputs.groups)
+        """The scorer reads the block-k features through a stop-gradient: the auxiliary loss trains
+        the scorer, not the ViT. Without it the ViT learns to inflate its features so the scorer's
+        sigmoid saturates at 0 for static regions, and the inflated features drown the video for the
+        LLM (seen when training from scratch). The task loss still reaches the scorer through the bias."""
+        return self.model.temporal_token_scorer(state.hidden.detach(), inputs.groups)
 
     def _packed_block(self, index: int, tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         """One ViT block on packed tokens: the block's own modules, attention within each frame."""

@@ -64,7 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The built-in model: trained from scratch on the synthetic world on a 2-core CPU.
     "tiny": {
-        "image_size": 168,
+        "image_size": 126,
         # Trained from scratch: at Molmo2's 0.02 the visual tokens leave the adapter at ~1e-7 (five small
         # linear maps in a row) against word embeddings of 0.02, and the LLM cannot see the video at first.
         "initializer_range": 0.065,
