@@ -42,8 +42,9 @@ NO_SCORER_INFO = ("This model has no trained STTS scorer weights, so 'learned' i
                   "heuristic is the training-free scorer (1 - cosine similarity to the previous frame).")
 STALE = ("The video, model, frame count or scorer changed since the last run, so the cached scores no longer "
          "apply: press **Run** to score again.")
-BUILTIN_NOTE = ("The built-in model only knows its synthetic world (coloured shapes on a textured background); "
-                "real videos want Molmo2-4B.")
+BUILTIN_NOTE = ("The built-in model only knows its synthetic world (coloured shapes on a textured background) and "
+                "is not yet accurate even there (see assets/stts-tiny/README.md): it shows the pipeline, masks and "
+                "timings; real videos want Molmo2-4B.")
 STAGE_NAMES = {
     "decode_video": "decode video", "preprocess": "preprocess", "vit_prefix": "ViT blocks 0..k",
     "scoring": "scoring + selection", "vit_suffix": "ViT blocks k+1.. (packed)", "connector": "connector",
