@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from stts_core.selection import gather_groups
+
 AUX_LOSS_WEIGHT = 0.5
 
 
 def group_patch_features(features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """(T, G, P*D): each group's patch vectors concatenated (padded slots zero), then L2-normalised."""
-    valid = (groups >= 0).to(features.device)
-    patches = features[:, groups.clamp(min=0).to(features.device)] * valid[None, :, :, None].to(features.dtype)
+    patches, _ = gather_groups(features, groups)
     flat = patches.reshape(features.shape[0], groups.shape[0], -1)
     return F.normalize(flat, dim=-1, eps=1e-6)
 

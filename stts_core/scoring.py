@@ -11,15 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from stts_core.losses import group_patch_features
+from stts_core.selection import gather_groups
 
 SCORER_KINDS = ("learned", "heuristic", "random")
-
-
-def _gather_groups(features: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(T, G, P, D) patch features of every group, padded slots zeroed, and the (G, P) validity mask."""
-    valid = (groups >= 0).to(features.device)
-    patches = features[:, groups.clamp(min=0).to(features.device)]
-    return patches * valid[None, :, :, None].to(patches.dtype), valid
 
 
 class GroupAttentionPool(nn.Module):
@@ -80,7 +74,7 @@ class TokenScorer(nn.Module):
         self.mlp = ScorerMLP(2 * dim, hidden or dim)
 
     def pooled(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        patches, valid = _gather_groups(features, groups)
+        patches, valid = gather_groups(features, groups)
         return self.patch_token_pooler(patches, valid)
 
     def forward(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

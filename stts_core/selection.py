@@ -107,3 +107,10 @@ def attention_bias(scores: torch.Tensor, groups: torch.Tensor, patches_per_frame
     bias = torch.zeros(num_frames, patches_per_frame, dtype=scores.dtype, device=scores.device)
     contrib = (group_bias[:, :, None] * valid[None]).reshape(num_frames, -1)
     return bias.scatter_add(1, idx.reshape(1, -1).expand(num_frames, -1), contrib)
+
+
+def gather_groups(features: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(T, G, P, D) patch features of every group with padded slots zeroed, and the (G, P) validity mask."""
+    valid = (groups >= 0).to(features.device)
+    patches = features[:, groups.clamp(min=0).to(features.device)]
+    return patches * valid[None, :, :, None].to(patches.dtype), valid
