@@ -17,7 +17,7 @@ import torch
 from stts_core.backends.base import PreparedInputs
 from stts_core.scoring import SCORER_KINDS, heuristic_scores, random_scores
 from stts_core.selection import attention_bias, select_groups, validate_keep_ratio
-from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory
+from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
 from stts_core.video import SampledVideo, VideoLimits, load_video
 
 # Report order. "ttft" (time to first token) = preprocess .. llm_prefill; "total" adds decoding.
@@ -255,6 +255,15 @@ def _load(video: str | Path | SampledVideo, num_frames: int, limits: VideoLimits
     return sampled, timer.get("decode")
 
 
+def wake_device(device: torch.device) -> None:
+    """A little untimed work so the first timed run does not pay for waking idle worker threads (CPU)
+    or a sleeping GPU; otherwise whichever run goes first looks slower."""
+    x = torch.randn(256, 256, device=device)
+    for _ in range(8):
+        x = torch.tanh(x @ x)
+    synchronize(device)
+
+
 def run(
     backend: Any,
     video: str | Path | SampledVideo,
@@ -268,6 +277,7 @@ def run(
     limits = limits or VideoLimits()
     scorer, notes = resolve_scorer(backend, settings.scorer)
     warmup = not getattr(backend, "_warm", False)
+    wake_device(backend.device)
     baseline = None
     if settings.run_baseline:
         base_video, base_decode = _load(video, settings.num_frames, limits)
