@@ -370,9 +370,11 @@ def train_cell(backend: Molmo2Backend, frames: Any, question: str, answer: str, 
     }
 
 
-def run_bench(backend: Molmo2Backend, cfg: BenchConfig, log: Callable[[str], None] = _log) -> tuple[
-        list[dict[str, Any]], str, list[str]]:
-    """Every (frames, keep) cell in order; a cell that fails (out of memory, say) is recorded with its error."""
+def run_bench(backend: Molmo2Backend, cfg: BenchConfig, log: Callable[[str], None] = _log,
+              on_cell: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """Every (frames, keep) cell in order; a cell that fails (out of memory, say) is recorded with its error.
+
+    `on_cell` sees the cells so far after each one, so a long run that is stopped keeps what it measured."""
     scorer, notes = resolve_scorer(backend, cfg.scorer)
     device = backend.device
     cells: list[dict[str, Any]] = []
@@ -396,6 +398,8 @@ def run_bench(backend: Molmo2Backend, cfg: BenchConfig, log: Callable[[str], Non
             cells.append(cell)
             log(f"  frames {frames:>4}  keep {keep:<4g} done in {time.perf_counter() - started:.1f} s"
                 + (f"  ({cell['error']})" if cell["error"] else ""))
+            if on_cell is not None:
+                on_cell(cells)
     return cells, scorer, notes
 
 
@@ -554,31 +558,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend.attention_backend = args.attention
     if cfg.grad_checkpoint:
         enable_grad_checkpointing(backend)
-    cells, scorer_used, notes = run_bench(backend, cfg, _log)
-    report: dict[str, Any] = {
-        "device": device_name(device),
-        "versions": versions(),
-        "preset": args.preset,
-        "model": args.model,
-        "mode": "train" if cfg.train else "inference",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python -m stts_core.bench " + shlex.join(argv_list),
-        "settings": {
-            "frames": cfg.frames, "keeps": cfg.keeps, "repeats": cfg.repeats, "warmup": cfg.warmup,
-            "scorer": cfg.scorer, "scorer_used": scorer_used, "new_tokens": cfg.new_tokens,
-            "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": cfg.seed,
-            "attention": resolve_backend(args.attention, device), "grad_checkpoint": cfg.grad_checkpoint,
-            "scoring_layer": backend.scoring_layer,
-        },
-        "notes": notes,
-        "cells": cells,
-    }
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    scorer_used, notes = resolve_scorer(backend, cfg.scorer)
+
+    def make_report(cells: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "device": device_name(device),
+            "versions": versions(),
+            "preset": args.preset,
+            "model": args.model,
+            "mode": "train" if cfg.train else "inference",
+            "date": started,
+            "command": "python -m stts_core.bench " + shlex.join(argv_list),
+            "settings": {
+                "frames": cfg.frames, "keeps": cfg.keeps, "repeats": cfg.repeats, "warmup": cfg.warmup,
+                "scorer": cfg.scorer, "scorer_used": scorer_used, "new_tokens": cfg.new_tokens,
+                "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": cfg.seed,
+                "attention": resolve_backend(args.attention, device), "grad_checkpoint": cfg.grad_checkpoint,
+                "scoring_layer": backend.scoring_layer,
+            },
+            "notes": notes,
+            "complete": len(cells) == len(cfg.frames) * len(cfg.keeps),
+            "cells": cells,
+        }
+
+    def write_json(cells: list[dict[str, Any]]) -> None:
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(make_report(cells), indent=2))
+
+    cells, scorer_used, notes = run_bench(backend, cfg, _log, on_cell=write_json)
+    report = make_report(cells)
     print(format_table(report))
     for note in notes:
         print(f"note: {note}")
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    write_json(cells)
     if args.html is not None:
         args.html.parent.mkdir(parents=True, exist_ok=True)
         write_html(report, args.html)
