@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from stts_core.backends.molmo2 import Molmo2Backend
-from stts_core.packing import PackedLayout, pack, resolve_backend, unpack
+from stts_core.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
 from stts_core.pipeline import ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
 from stts_core.scoring import SCORER_KINDS
 from stts_core.selection import groups_to_patch_mask, kept_group_count, validate_keep_ratio
@@ -164,14 +164,7 @@ def _attention_layout(layout: PackedLayout, impl: str, tokens: torch.Tensor, hea
     """The per-back-end state the packed blocks build on top of the layout, and for the row layout
     the per-block scatter into rows and gather back (q, k, v in, one output out)."""
     if impl == "flex":
-        from torch.nn.attention.flex_attention import create_block_mask
-
-        doc = layout.frame_ids()
-
-        def same_frame(b: Any, h: Any, q_idx: Any, kv_idx: Any) -> Any:
-            return doc[q_idx] == doc[kv_idx]
-
-        create_block_mask(same_frame, B=None, H=None, Q_LEN=layout.total, KV_LEN=layout.total, device=tokens.device)
+        frame_block_mask(layout, tokens.device)
     elif impl == "rows":
         slot, mask = layout.row_slots()
         rows, cap = mask.shape[0], layout.capacity

@@ -74,18 +74,35 @@ TEMPLATES: dict[str, str] = {
     "disappears_color": "what color is the object that disappears ?",
 }
 
+# Training-only questions that need one look at one named object. From scratch, a model first fits each
+# question's answer prior, and every question above needs two steps (find the object that moves /
+# appears / disappears, then read it), so reading the video pays off late. These one-step questions make
+# it pay off early: they teach finding an object by colour and reading its shape and position. They are
+# asked by `grounding_questions` only, never in the val or test splits.
+GROUNDING_TEMPLATES: dict[str, str] = {
+    "shape_of_color": "what shape is the {color} object ?",
+    "color_present": "is there a {color} object ?",
+    "side_at": "where is the {color} object at the {moment} ?",
+}
+GROUNDING_ANSWERS: dict[str, tuple[str, ...]] = {
+    "shape_of_color": SHAPES,
+    "color_present": ("yes", "no"),
+    "side_at": ("left", "right"),
+}
+_MOMENTS: tuple[str, ...] = ("start", "end")
+
 
 def _vocabulary() -> list[str]:
-    words: set[str] = set()
-    for template in TEMPLATES.values():
+    words: set[str] = {*_MOMENTS}
+    for template in [*TEMPLATES.values(), *GROUNDING_TEMPLATES.values()]:
         for word in template.split():
             if word == "{color}":
                 words.update(COLORS)
             elif word == "{shape}":
                 words.update(SHAPES)
-            else:
+            elif not word.startswith("{"):
                 words.add(word)
-    for answers in ANSWERS.values():
+    for answers in [*ANSWERS.values(), *GROUNDING_ANSWERS.values()]:
         words.update(answers)
     return sorted(words)
 
@@ -438,6 +455,30 @@ def questions_for(scene: Scene, rng: np.random.Generator, max_questions: int = 3
             still = [i for i, o in enumerate(scene.objects) if o.behaviour != "moves"]
             subject = scene.mover() if rng.random() < 0.5 else int(rng.choice(still))
         qas.append(answer_for(scene, qtype, subject))
+    return qas
+
+
+def grounding_questions(scene: Scene, rng: np.random.Generator, n: int = 2) -> list[QA]:
+    """``n`` training-only one-step questions about ``scene`` (see GROUNDING_TEMPLATES), types drawn
+    uniformly; yes/no and left/right stay balanced."""
+    qas: list[QA] = []
+    for _ in range(n):
+        qtype = str(rng.choice(list(GROUNDING_TEMPLATES)))
+        obj = scene.objects[int(rng.integers(len(scene.objects)))]
+        if qtype == "shape_of_color":
+            qas.append(QA(GROUNDING_TEMPLATES[qtype].format(color=obj.color), obj.shape, qtype))
+        elif qtype == "color_present":
+            present = {o.color for o in scene.objects}
+            absent = [c for c in COLORS if c not in present]
+            if absent and rng.random() < 0.5:
+                qas.append(QA(GROUNDING_TEMPLATES[qtype].format(color=str(rng.choice(absent))), "no", qtype))
+            else:
+                qas.append(QA(GROUNDING_TEMPLATES[qtype].format(color=obj.color), "yes", qtype))
+        else:
+            moment = str(rng.choice(_MOMENTS))
+            t = obj.frame_on if moment == "start" else obj.frame_off - 1
+            side = "left" if obj.center(t)[0] < scene.size / 2 else "right"
+            qas.append(QA(GROUNDING_TEMPLATES[qtype].format(color=obj.color, moment=moment), side, qtype))
     return qas
 
 

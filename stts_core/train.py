@@ -37,21 +37,26 @@ class Sample:
     answer: str
     metadata: dict | None = None
     more: list[tuple[str, str]] = field(default_factory=list)  # further (question, answer) pairs on the same clip
+    grounding: list[tuple[str, str]] = field(default_factory=list)  # training-only one-step questions (--grounding)
 
     @property
     def qas(self) -> list[tuple[str, str]]:
         return [(self.question, self.answer), *self.more]
 
 
-def synthetic_samples(start: int, num_frames: int) -> Iterator[Sample]:
-    """Endless training samples: clip i has train-split seed i, with all of its questions."""
-    from stts_core.synthetic import SPLIT_SEEDS, make_clip
+def synthetic_samples(start: int, num_frames: int, grounding: int = 0) -> Iterator[Sample]:
+    """Endless training samples: clip i has train-split seed i, with all of its questions and
+    `grounding` one-step questions (seeded by the clip too)."""
+    from stts_core.synthetic import SPLIT_SEEDS, grounding_questions, make_clip
 
     index = start
     while True:
-        clip = make_clip(SPLIT_SEEDS["train"] + index, num_frames=num_frames)
+        seed = SPLIT_SEEDS["train"] + index
+        clip = make_clip(seed, num_frames=num_frames)
         first, *rest = clip.qas
-        yield Sample(clip.frames, first.question, first.answer, more=[(q.question, q.answer) for q in rest])
+        extra = grounding_questions(clip.scene, np.random.default_rng([seed, 1]), grounding) if grounding else []
+        yield Sample(clip.frames, first.question, first.answer, more=[(q.question, q.answer) for q in rest],
+                     grounding=[(q.question, q.answer) for q in extra])
         index += 1
 
 
@@ -82,6 +87,39 @@ def answer_ids(backend: Molmo2Backend, answer: str) -> list[int]:
     return [*ids, backend.tokenizer.eos_token_id]
 
 
+def answer_loss(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], answers: list[str],
+                visual: torch.Tensor) -> torch.Tensor:
+    """Mean over questions of the next-token loss on each answer, all questions of a clip in one
+    batched LLM pass.
+
+    Rows are left-padded (pads masked out), so every answer ends the row and only the last few
+    positions need logits; RoPE is relative, so the shift changes nothing for the real tokens.
+    Every row holds the same visual placeholders, so the clip's visual features are repeated per row.
+    """
+    device = backend.device
+    pad = backend.tokenizer.pad_token_id
+    targets = [torch.tensor(answer_ids(backend, a), device=device) for a in answers]
+    rows = [torch.cat([p["input_ids"][0], t]) for p, t in zip(prompts, targets, strict=True)]
+    types = [torch.cat([p["mm_token_type_ids"][0], torch.zeros_like(t)]) for p, t in zip(prompts, targets, strict=True)]
+    width = max(len(r) for r in rows)
+
+    def left_pad(x: torch.Tensor, value: int) -> torch.Tensor:
+        return torch.cat([x.new_full((width - len(x),), value), x])
+
+    input_ids = torch.stack([left_pad(r, pad) for r in rows])
+    attention_mask = torch.stack([left_pad(torch.ones_like(r), 0) for r in rows])
+    mm_token_type_ids = torch.stack([left_pad(t, 0) for t in types])
+    keep = max(len(t) for t in targets) + 1
+    out = backend.model(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
+                        mm_encoder_outputs=backend.encoder_outputs(visual.repeat(len(rows), 1)),
+                        logits_to_keep=keep)
+    losses = []
+    for i, t in enumerate(targets):
+        logits = out.logits[i, keep - 1 - len(t): keep - 1]
+        losses.append(torch.nn.functional.cross_entropy(logits.float(), t))
+    return torch.stack(losses).mean()
+
+
 def stts_loss(
     backend: Molmo2Backend,
     sample: Sample,
@@ -95,22 +133,10 @@ def stts_loss(
     clip reuses it; the task loss is their mean. scorer "none" is the unmodified model (no scorer,
     no aux loss): the baseline training step.
     """
-    prepared = [backend.prepare(sample.frames, q, sample.metadata) for q, _ in sample.qas]
+    prepared = backend.prepare_questions(sample.frames, [q for q, _ in sample.qas], sample.metadata)
     vp = visual_pass(backend, prepared[0], keep_ratio, scorer)
-    task = vp.visual.new_zeros(())
-    for inputs, (_, answer) in zip(prepared, sample.qas, strict=True):
-        llm = backend.llm_inputs(inputs, vp.prune)
-        target = torch.tensor([answer_ids(backend, answer)], device=backend.device)
-        prompt_len = llm["input_ids"].shape[1]
-        llm = {
-            "input_ids": torch.cat([llm["input_ids"], target], 1),
-            "attention_mask": torch.cat([llm["attention_mask"], torch.ones_like(target)], 1),
-            "mm_token_type_ids": torch.cat([llm["mm_token_type_ids"], torch.zeros_like(target)], 1),
-        }
-        labels = llm["input_ids"].clone()
-        labels[:, :prompt_len] = -100
-        out = backend.model(**llm, mm_encoder_outputs=backend.encoder_outputs(vp.visual), labels=labels)
-        task = task + out.loss / len(prepared)
+    task = answer_loss(backend, [backend.llm_inputs(inputs, vp.prune) for inputs in prepared],
+                       [answer for _, answer in sample.qas], vp.visual)
     if vp.scores is None:
         aux = task.new_zeros(())
     else:
@@ -182,6 +208,20 @@ def set_vision_trainable(model: torch.nn.Module, trainable: bool, frozen_constan
             p.requires_grad_(trainable and not (frozen_constants and constant))
 
 
+VISUAL_OUTPUT = "model.multi_modal_projector.image_projector.down_proj.weight"
+
+
+def cap_visual_scale(model: torch.nn.Module, visual_rms: float, cap: float) -> None:
+    """Scale the adapter's output projection down when the visual tokens' RMS went over `cap`.
+
+    From scratch the task loss keeps growing the visual tokens (RMS 0.06 -> 50 within a few hundred
+    steps) until they dwarf the text embeddings; a max-norm constraint on the one linear map that
+    sets their scale stops that without changing the architecture."""
+    if visual_rms > cap:
+        with torch.no_grad():
+            dict(model.named_parameters())[VISUAL_OUTPUT].mul_(cap / visual_rms)
+
+
 def new_backend(preset: str, device: str | None, seed: int) -> Molmo2Backend:
     """A from-scratch model of a preset with a tokenizer over the synthetic world's words."""
     from stts_core.synthetic import VOCABULARY
@@ -236,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="first N steps train the LLM only (vision side frozen); for training from scratch")
     p.add_argument("--freeze-vision-constants", action="store_true",
                    help="keep ViT/adapter biases and norm affines fixed (for training from scratch)")
+    p.add_argument("--visual-rms-cap", type=float, default=None,
+                   help="keep the visual tokens' RMS at or below this (max-norm on the adapter output; from scratch)")
+    p.add_argument("--grounding", type=int, default=0,
+                   help="synthetic data: add N training-only one-step questions per clip (for training from scratch)")
+    p.add_argument("--grounding-steps", type=int, default=None,
+                   help="ask the --grounding questions during the first K steps only (default: all steps)")
     args = p.parse_args(argv)
     validate_keep_ratio(args.keep)
     for r in args.keep_choices or []:
@@ -260,12 +306,16 @@ def main(argv: list[str] | None = None) -> int:
           "lr_scale": args.vision_lr_scale if vision else 1.0} for (vision, matrix), ps in groups.items()],
         lr=args.lr, betas=(0.9, 0.98))
     step = load_training_state(args.out, backend, optimizer) if resume else 0
+    val_grounding: list[Sample] = []
     if args.data == "synthetic":
-        data = synthetic_samples(step * args.batch, args.frames)
-        from stts_core.synthetic import SPLIT_SEEDS, make_clip
+        data = synthetic_samples(step * args.batch, args.frames, args.grounding)
+        from stts_core.synthetic import SPLIT_SEEDS, grounding_questions, make_clip
 
-        val = [Sample(c.frames, qa.question, qa.answer) for c in
-               (make_clip(SPLIT_SEEDS["val"] + i, num_frames=args.frames) for i in range(48)) for qa in c.qas[:1]]
+        clips = [make_clip(SPLIT_SEEDS["val"] + i, num_frames=args.frames) for i in range(48)]
+        val = [Sample(c.frames, c.qas[0].question, c.qas[0].answer) for c in clips]
+        if args.grounding:
+            val_grounding = [Sample(c.frames, qa.question, qa.answer) for c in clips
+                             for qa in grounding_questions(c.scene, np.random.default_rng([c.seed, 1]), 1)]
     else:
         data = jsonl_samples(Path(args.data), args.frames, args.seed, step * args.batch)
         val = []
@@ -286,13 +336,18 @@ def main(argv: list[str] | None = None) -> int:
         task = aux = visual_rms = 0.0
         for _ in range(args.batch):
             keep = rng.choice(args.keep_choices) if args.keep_choices else args.keep
-            parts = stts_loss(backend, next(data), keep, args.aux_weight)
+            sample = next(data)
+            if args.grounding_steps is None or step < args.grounding_steps:
+                sample.more = [*sample.more, *sample.grounding]
+            parts = stts_loss(backend, sample, keep, args.aux_weight)
             (parts["loss"] / args.batch).backward()
             task += float(parts["task"]) / args.batch
             aux += float(parts["aux"]) / args.batch
             visual_rms += float(parts["visual_rms"]) / args.batch
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
+        if args.visual_rms_cap:
+            cap_visual_scale(model, visual_rms, args.visual_rms_cap)
         step += 1
         bar.update(1)
         bar.set_postfix(task=f"{task:.3f}", aux=f"{aux:.4f}")
@@ -303,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         if val and (step % args.eval_every == 0 or step == args.steps or out_of_time):
             record["val_acc_unpruned"] = quick_accuracy(backend, val, 1.0)
             record["val_acc_keep"] = quick_accuracy(backend, val, args.keep)
+            if val_grounding:
+                record["val_acc_grounding"] = quick_accuracy(backend, val_grounding, 1.0)
             tqdm.write(json.dumps(record))
         log.write(json.dumps(record) + "\n")
         log.flush()

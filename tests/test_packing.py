@@ -14,6 +14,7 @@ from stts_core.packing import (
     ATTENTION_BACKENDS,
     PackedLayout,
     first_fit_decreasing,
+    frame_block_mask,
     pack,
     packed_attention,
     resolve_backend,
@@ -352,3 +353,41 @@ def test_flash_matches_loop_on_cuda(seed):
     torch.testing.assert_close(
         packed_attention(q, k, v, layout, backend="flash").float(), expected, atol=2e-2, rtol=2e-2
     )
+
+
+def _block_sets(num: torch.Tensor, idx: torch.Tensor) -> list[set[int]]:
+    return [set(idx[0, 0, i, : int(num[0, 0, i])].tolist()) for i in range(num.shape[-1])]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_frame_block_mask_matches_the_dense_construction(seed):
+    """The block mask built from frame boundaries lists the same partial and full key blocks per
+    query block as create_block_mask, which evaluates the mask on every (query, key) pair."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    gen = torch.Generator().manual_seed(seed)
+    frames, n = int(torch.randint(2, 30, (1,), generator=gen)), int(torch.randint(60, 300, (1,), generator=gen))
+    keep = torch.rand(frames, n, generator=gen) < float(torch.rand(1, generator=gen)) * 0.9 + 0.05
+    keep[0] = True
+    layout = PackedLayout.from_mask(keep)
+    doc = layout.frame_ids()
+    dense = create_block_mask(lambda b, h, q, k: doc[q] == doc[k], None, None, layout.total, layout.total,
+                              device="cpu", BLOCK_SIZE=64)
+    mine = frame_block_mask(layout, torch.device("cpu"), block=64)
+    assert _block_sets(mine.kv_num_blocks, mine.kv_indices) == _block_sets(dense.kv_num_blocks, dense.kv_indices)
+    assert _block_sets(mine.full_kv_num_blocks, mine.full_kv_indices) == _block_sets(
+        dense.full_kv_num_blocks, dense.full_kv_indices)
+
+
+@pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+def test_flex_with_the_frame_block_mask_matches_loop_on_cpu():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    gen = torch.Generator().manual_seed(5)
+    keep = random_mask(gen, 7, 150)
+    keep[0] = True
+    layout = PackedLayout.from_mask(keep)
+    q, k, v = (torch.randn(layout.total, 2, 16, generator=gen) for _ in range(3))
+    out = flex_attention(*(x.transpose(0, 1)[None] for x in (q, k, v)),
+                         block_mask=frame_block_mask(layout, torch.device("cpu")))[0].transpose(0, 1)
+    torch.testing.assert_close(out, packed_attention(q, k, v, layout, backend="loop"), atol=1e-5, rtol=1e-5)

@@ -11,7 +11,8 @@ import torch
 
 from stts_core.backends.molmo2 import load_molmo2
 from stts_core.synthetic import make_clip
-from stts_core.train import Sample, answer_ids, lr_at, main, stts_loss
+from stts_core.pipeline import visual_pass
+from stts_core.train import Sample, answer_ids, answer_loss, lr_at, main, stts_loss
 
 
 def _log(out: Path) -> list[dict]:
@@ -70,6 +71,44 @@ def test_loss_reaches_every_part_of_the_model(trained: Path) -> None:
                  "model.vision_tower.layers.0.mlp.fc1.weight", "lm_head.weight"):
         grad = named[name].grad
         assert grad is not None and float(grad.abs().sum()) > 0, name
+
+
+def _one_question_loss(backend, prompt: dict, answer: str, visual: torch.Tensor) -> torch.Tensor:
+    """The plain way: one question, labels on the answer, the model's own loss."""
+    target = torch.tensor([answer_ids(backend, answer)])
+    n = prompt["input_ids"].shape[1]
+    llm = {"input_ids": torch.cat([prompt["input_ids"], target], 1),
+           "attention_mask": torch.cat([prompt["attention_mask"], torch.ones_like(target)], 1),
+           "mm_token_type_ids": torch.cat([prompt["mm_token_type_ids"], torch.zeros_like(target)], 1)}
+    labels = llm["input_ids"].clone()
+    labels[:, :n] = -100
+    return backend.model(**llm, mm_encoder_outputs=backend.encoder_outputs(visual), labels=labels).loss
+
+
+@pytest.mark.parametrize("keep", [1.0, 0.5])
+def test_batched_answer_loss_equals_one_question_at_a_time(trained: Path, keep: float) -> None:
+    backend = load_molmo2(str(trained), device="cpu")
+    clip = make_clip(11, num_frames=4)
+    qas = [("what color is the moving object ?", "red"), ("how many objects are there at the end ?", "two"),
+           ("does the blue circle move ?", "no")]  # prompts of different lengths: rows get padded
+    prepared = [backend.prepare(clip.frames, q) for q, _ in qas]
+    assert len({p.tensors["input_ids"].shape[1] for p in prepared}) > 1
+    with torch.no_grad():
+        vp = visual_pass(backend, prepared[0], keep, "learned" if keep < 1 else "none")
+        prompts = [backend.llm_inputs(p, vp.prune) for p in prepared]
+        batched = answer_loss(backend, prompts, [a for _, a in qas], vp.visual)
+        singles = [_one_question_loss(backend, p, a, vp.visual) for p, (_, a) in zip(prompts, qas, strict=True)]
+    torch.testing.assert_close(batched, torch.stack(singles).mean(), atol=1e-5, rtol=1e-5)
+
+
+def test_grounding_questions_are_added_only_for_the_first_steps(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["--preset", "micro", "--out", str(out), "--steps", "2", "--batch", "1", "--frames", "4",
+            "--eval-every", "1", "--save-every", "100", "--grounding", "2", "--grounding-steps", "1"]
+    assert main(args) == 0
+    log = _log(out)
+    assert all("val_acc_grounding" in r for r in log)
+    assert 0.0 <= log[-1]["val_acc_grounding"] <= 1.0
 
 
 def test_answer_ids_end_with_eos(trained: Path) -> None:

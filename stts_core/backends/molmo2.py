@@ -15,6 +15,7 @@ With nothing pruned the stages reduce to exactly the stock computations.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -279,6 +280,48 @@ class Molmo2Backend:
         side = int(math.isqrt(n))
         return PreparedInputs(tensors=tensors, groups=groups, num_frames=t, patches_per_frame=n,
                               grid=(grid_rows, grid_cols), patch_grid=(side, n // side))
+
+    def prepare_questions(self, frames: np.ndarray, questions: list[str],
+                          metadata: dict | None = None) -> list[PreparedInputs]:
+        """`prepare` for several questions about one video, processing the video once.
+
+        The prompts differ only in the text after the video, so the first question's processed
+        prompt keeps its expanded video part and each other question's tokens replace the text after
+        it. A prompt whose text before the video differs falls back to `prepare`.
+        """
+        first = self.prepare(frames, questions[0], metadata)
+        if len(questions) == 1:
+            return [first]
+
+        video_token = self.tokenizer.convert_tokens_to_ids(getattr(self.processor, "video_token", None) or "")
+
+        def split(question: str) -> tuple[list[int], list[int]] | None:
+            ids = self.tokenizer(self.prompt(question), add_special_tokens=False)["input_ids"]
+            if not isinstance(video_token, int) or ids.count(video_token) != 1:
+                return None
+            at = ids.index(video_token)
+            return ids[:at], ids[at + 1:]
+
+        parts = split(questions[0])
+        full = first.tensors["input_ids"][0]
+        if parts is None or not parts[1] or full[-len(parts[1]):].tolist() != parts[1]:
+            return [first, *(self.prepare(frames, q, metadata) for q in questions[1:])]
+        video_end = full.shape[0] - len(parts[1])
+        out = [first]
+        for question in questions[1:]:
+            mine = split(question)
+            if mine is None or mine[0] != parts[0]:
+                out.append(self.prepare(frames, question, metadata))
+                continue
+            tail = torch.tensor(mine[1], dtype=full.dtype, device=full.device)[None]
+            tensors = dict(first.tensors)
+            tensors["input_ids"] = torch.cat([first.tensors["input_ids"][:, :video_end], tail], 1)
+            tensors["attention_mask"] = torch.ones_like(tensors["input_ids"])
+            if "mm_token_type_ids" in tensors:
+                types = first.tensors["mm_token_type_ids"]
+                tensors["mm_token_type_ids"] = torch.cat([types[:, :video_end], torch.zeros_like(tail)], 1)
+            out.append(dataclasses.replace(first, tensors=tensors))
+        return out
 
     def vit_prefix(self, inputs: PreparedInputs) -> ViTState:
         """Patch embedding + position embedding, then blocks 0..k on every frame."""
