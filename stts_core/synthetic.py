@@ -207,7 +207,7 @@ def _boxes_clear(a: tuple[float, float, float, float], b: tuple[float, float, fl
     return a[2] + _GAP <= b[0] or b[2] + _GAP <= a[0] or a[3] + _GAP <= b[1] or b[3] + _GAP <= a[1]
 
 
-def _roles_for(focus: str, answer: str, rng: np.random.Generator) -> list[str]:
+def _roles_for(focus: str, answer: str, rng: np.random.Generator, max_objects: int = 3) -> list[str]:
     """Behaviours of all objects such that ``focus`` can have ``answer``.
 
     Apart from ``count``, the first role is the subject the answer is about.
@@ -219,7 +219,7 @@ def _roles_for(focus: str, answer: str, rng: np.random.Generator) -> list[str]:
             pool = [r for r in _COUNT_WEIGHTS if r == "static" or r not in roles]
             weights = np.array([_COUNT_WEIGHTS[r] for r in pool])
             roles.append(str(rng.choice(pool, p=weights / weights.sum())))
-        if visible_end < 3 and rng.random() < 0.4:
+        if visible_end < max_objects and rng.random() < 0.4:
             roles.append("disappears")
         return [roles[i] for i in rng.permutation(len(roles))]
     if focus in ("moving_color", "moving_shape", "direction") or (focus == "does_move" and answer == "yes"):
@@ -230,7 +230,7 @@ def _roles_for(focus: str, answer: str, rng: np.random.Generator) -> list[str]:
         roles = ["disappears"]
     else:
         roles = [str(rng.choice(["static", "appears", "disappears"], p=[0.6, 0.2, 0.2]))]
-    n = int(rng.choice(3, p=_NUM_OBJECT_WEIGHTS)) + 1
+    n = min(int(rng.choice(3, p=_NUM_OBJECT_WEIGHTS)) + 1, max_objects)
     while len(roles) < n:
         pool = [r for r in _FILL_WEIGHTS if r == "static" or r not in roles]
         weights = np.array([_FILL_WEIGHTS[r] for r in pool])
@@ -294,16 +294,24 @@ def _place(
     return [placed[i] for i in range(len(roles))]
 
 
-def make_scene(rng: np.random.Generator, num_frames: int = 16, size: int = 252) -> Scene:
-    """Draw a focus question type and its answer uniformly, then a scene in which that answer holds."""
+def make_scene(rng: np.random.Generator, num_frames: int = 16, size: int = 252, max_objects: int = 3) -> Scene:
+    """Draw a focus question type and its answer uniformly, then a scene in which that answer holds.
+
+    `max_objects` < 3 gives easier scenes for a training curriculum (a focus or answer that needs
+    more objects is drawn again); the default draws exactly what the splits always held."""
     if num_frames < 4:
         raise ValueError("num_frames must be at least 4 so objects can appear and disappear mid-clip")
     if size < 64:
         raise ValueError("size must be at least 64 px")
+    if not 1 <= max_objects <= 3:
+        raise ValueError("max_objects must be 1, 2 or 3")
     focus = str(rng.choice(QUESTION_TYPES))
     answer = str(rng.choice(ANSWERS[focus]))
+    while _needs_objects(focus, answer) > max_objects:
+        focus = str(rng.choice(QUESTION_TYPES))
+        answer = str(rng.choice(ANSWERS[focus]))
     for _ in range(1000):
-        roles = _roles_for(focus, answer, rng)
+        roles = _roles_for(focus, answer, rng, max_objects)
         objects = _place(roles, num_frames, size, rng, answer if focus == "direction" else None)
         if objects is not None:
             break
@@ -349,11 +357,11 @@ def render_background(seed: int, size: int) -> np.ndarray:
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
-def draw_object(img: np.ndarray, obj: SceneObject, t: int) -> None:
-    """Draw ``obj`` as it is at frame ``t`` into the RGB image ``img`` in place."""
+def draw_object(img: np.ndarray, obj: SceneObject, t: int, fill: tuple[int, int, int] | None = None) -> None:
+    """Draw ``obj`` as it is at frame ``t`` into the RGB image ``img`` in place (in ``fill`` if given)."""
     cx, cy = obj.center(t)
     half = obj.size / 2
-    color = COLORS[obj.color]
+    color = fill if fill is not None else COLORS[obj.color]
     if obj.shape == "circle":
         cv2.circle(img, (int(round(cx)), int(round(cy))), int(round(half)), color, thickness=-1)
     elif obj.shape == "square":
@@ -376,6 +384,47 @@ def render_scene(scene: Scene) -> np.ndarray:
             if obj.visible(t):
                 draw_object(frames[t], obj, t)
     return frames
+
+
+# Per-cell attribute classes of `group_labels`: 0 is "no object" in each.
+LABEL_HEADS: dict[str, tuple[str, ...]] = {
+    "color": ("none", *COLORS),
+    "shape": ("none", *SHAPES),
+    "motion": ("none", "still", *DIRECTIONS),
+}
+
+
+def group_labels(scene: Scene, rows: int, cols: int, min_fraction: float = 0.05) -> np.ndarray:
+    """(T, rows * cols, 3) int64 class of each grid cell per frame (row-major, the order of a model's
+    token groups): colour, shape and motion ("still" or the direction it moves) of the object that
+    covers most of the cell, or 0 where objects cover less than `min_fraction` of it.
+
+    Dense targets for training from scratch: they teach the vision side to put what is where into
+    every visual token, which the questions then only need to look up."""
+    t_count, size = scene.num_frames, scene.size
+    out = np.zeros((t_count, rows * cols, len(LABEL_HEADS)), dtype=np.int64)
+    ys = np.linspace(0, size, rows + 1).round().astype(int)
+    xs = np.linspace(0, size, cols + 1).round().astype(int)
+    colors, shapes, motions = list(COLORS), list(SHAPES), list(DIRECTIONS)
+    for t in range(t_count):
+        ids = np.zeros((size, size, 3), dtype=np.uint8)
+        for i, obj in enumerate(scene.objects):
+            if obj.visible(t):
+                draw_object(ids, obj, t, fill=(i + 1, 0, 0))
+        ids = ids[..., 0]
+        for r in range(rows):
+            for c in range(cols):
+                cell = ids[ys[r]:ys[r + 1], xs[c]:xs[c + 1]]
+                counts = np.bincount(cell.ravel(), minlength=len(scene.objects) + 1)
+                counts[0] = 0
+                best = int(counts.argmax())
+                if counts[best] < min_fraction * cell.size:
+                    continue
+                obj = scene.objects[best - 1]
+                motion = 2 + motions.index(obj.direction) if obj.behaviour == "moves" else 1
+                out[t, r * cols + c] = (1 + colors.index(obj.color), 1 + shapes.index(obj.shape), motion)
+    return out
+
 
 
 def _name(obj: SceneObject) -> dict[str, str]:
@@ -482,10 +531,17 @@ def grounding_questions(scene: Scene, rng: np.random.Generator, n: int = 2) -> l
     return qas
 
 
-def make_clip(seed: int, num_frames: int = 16, size: int = 252) -> Clip:
+def _needs_objects(focus: str, answer: str) -> int:
+    """Fewest objects a scene needs for the focus question to have this answer."""
+    if focus == "count":
+        return COUNT_WORDS.index(answer) + 1
+    return 1
+
+
+def make_clip(seed: int, num_frames: int = 16, size: int = 252, max_objects: int = 3) -> Clip:
     """Scene, frames and questions for ``seed``; the same seed always gives the same clip."""
     rng = np.random.default_rng(seed)
-    scene = make_scene(rng, num_frames=num_frames, size=size)
+    scene = make_scene(rng, num_frames=num_frames, size=size, max_objects=max_objects)
     qas = questions_for(scene, rng)
     return Clip(frames=render_scene(scene), scene=scene, qas=qas, seed=seed)
 

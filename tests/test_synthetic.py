@@ -266,3 +266,64 @@ def test_example_clips_and_cli(tmp_path: Path) -> None:
     syn.main(["--out", str(tmp_path / "cli"), "--split", "test", "--clips", "1"])
     assert (tmp_path / "cli" / "test" / "clip_00000.mp4").is_file()
     assert (tmp_path / "cli" / "test.jsonl").read_text().count("\n") == len(syn.make_clip(2_000_000).qas)
+
+
+def test_grounding_questions_agree_with_the_scene_and_stay_out_of_the_splits() -> None:
+    seen: Counter[str] = Counter()
+    for seed in range(60):
+        clip = syn.make_clip(seed, num_frames=8)
+        objs = {o.color: o for o in clip.scene.objects}
+        for qa in syn.grounding_questions(clip.scene, np.random.default_rng(seed), n=4):
+            seen[qa.qtype] += 1
+            assert qa.answer in syn.GROUNDING_ANSWERS[qa.qtype]
+            color = next(c for c in syn.COLORS if f" {c} " in qa.question)
+            if qa.qtype == "shape_of_color":
+                assert qa.answer == objs[color].shape
+            elif qa.qtype == "color_present":
+                assert (qa.answer == "yes") == (color in objs)
+            else:
+                obj = objs[color]
+                t = obj.frame_on if qa.question.endswith("start ?") else obj.frame_off - 1
+                assert (qa.answer == "left") == (obj.center(t)[0] < clip.scene.size / 2)
+            assert set(qa.question.split()) <= set(syn.VOCABULARY)
+        assert all(qa.qtype in syn.QUESTION_TYPES for qa in clip.qas)
+    assert set(seen) == set(syn.GROUNDING_TEMPLATES)
+
+
+def test_group_labels_name_the_object_under_each_cell() -> None:
+    clip = syn.make_clip(3, num_frames=8)
+    labels = syn.group_labels(clip.scene, 3, 3)
+    assert labels.shape == (8, 9, 3)
+    colors, shapes = list(syn.COLORS), list(syn.SHAPES)
+    cell = clip.scene.size / 3
+    for t in range(8):
+        for obj in clip.scene.objects:
+            cx, cy = obj.center(t)
+            g = int(cy // cell) * 3 + int(cx // cell)
+            # The cell holding the object's centre holds most of the object.
+            if obj.visible(t):
+                assert labels[t, g, 0] == 1 + colors.index(obj.color)
+                assert labels[t, g, 1] == 1 + shapes.index(obj.shape)
+                expected = 2 + list(syn.DIRECTIONS).index(obj.direction) if obj.behaviour == "moves" else 1
+                assert labels[t, g, 2] == expected
+        # Cells with no object at all are 0 in every head.
+        covered = {int(obj.center(t)[1] // cell) * 3 + int(obj.center(t)[0] // cell)
+                   for obj in clip.scene.objects if obj.visible(t)}
+        empty = [g for g in range(9) if labels[t, g, 0] == 0]
+        assert not set(empty) & covered
+        assert (labels[t, empty] == 0).all()
+
+
+def test_max_objects_limits_scenes_and_keeps_answers_consistent() -> None:
+    for seed in range(40):
+        clip = syn.make_clip(seed, num_frames=6, max_objects=1)
+        assert len(clip.scene.objects) == 1
+        for qa in clip.qas:  # one object: every question is about it
+            assert qa.answer == syn.answer_for(clip.scene, qa.qtype, 0).answer
+        two = syn.make_clip(seed, num_frames=6, max_objects=2)
+        assert 1 <= len(two.scene.objects) <= 2
+    # The default is exactly the splits' distribution (the same clip as without the argument).
+    a, b = syn.make_clip(2_000_007), syn.make_clip(2_000_007, max_objects=3)
+    assert (a.frames == b.frames).all() and a.qas == b.qas
+    with pytest.raises(ValueError):
+        syn.make_clip(1, max_objects=0)

@@ -10,9 +10,20 @@ import pytest
 import torch
 
 from stts_core.backends.molmo2 import load_molmo2
-from stts_core.synthetic import make_clip
 from stts_core.pipeline import visual_pass
-from stts_core.train import Sample, answer_ids, answer_loss, lr_at, main, stts_loss
+from stts_core.synthetic import make_clip
+from stts_core.train import (
+    VISION_PREFIXES,
+    GroupProbe,
+    Sample,
+    answer_ids,
+    answer_loss,
+    clip_gradients,
+    lr_at,
+    main,
+    stage_at,
+    stts_loss,
+)
 
 
 def _log(out: Path) -> list[dict]:
@@ -101,14 +112,58 @@ def test_batched_answer_loss_equals_one_question_at_a_time(trained: Path, keep: 
     torch.testing.assert_close(batched, torch.stack(singles).mean(), atol=1e-5, rtol=1e-5)
 
 
-def test_grounding_questions_are_added_only_for_the_first_steps(tmp_path: Path) -> None:
+def test_from_scratch_aids_run_and_save_the_probe(tmp_path: Path) -> None:
+    """--grounding and --dense-weight (each with its step limit) and --curriculum in one short run."""
     out = tmp_path / "run"
-    args = ["--preset", "micro", "--out", str(out), "--steps", "2", "--batch", "1", "--frames", "4",
-            "--eval-every", "1", "--save-every", "100", "--grounding", "2", "--grounding-steps", "1"]
+    args = ["--preset", "micro", "--out", str(out), "--steps", "3", "--batch", "2", "--frames", "6",
+            "--eval-every", "1", "--save-every", "100", "--grounding", "2", "--grounding-steps", "1",
+            "--dense-weight", "1.0", "--dense-steps", "2", "--curriculum", "1:4:1", "2:5:1"]
     assert main(args) == 0
     log = _log(out)
-    assert all("val_acc_grounding" in r for r in log)
-    assert 0.0 <= log[-1]["val_acc_grounding"] <= 1.0
+    assert all("val_acc_grounding" in r and 0.0 <= r["val_acc_grounding"] <= 1.0 for r in log)
+    assert log[0]["dense_loss"] > 0 and log[1]["dense_loss"] > 0 and log[2]["dense_loss"] == 0
+    assert (out / "probe.safetensors").exists()
+    assert load_molmo2(str(out), device="cpu").has_learned_scorer
+
+
+def test_curriculum_stages_follow_each_other_then_give_the_real_data() -> None:
+    stages = [(1, 4, 10), (2, 8, 5)]
+    assert [stage_at(stages, s, 16) for s in (0, 9, 10, 14, 15, 1000)] == [
+        (1, 4), (1, 4), (2, 8), (2, 8), (3, 16), (3, 16)]
+    assert stage_at([], 0, 16) == (3, 16)
+    with pytest.raises(SystemExit):
+        main(["--preset", "micro", "--out", "/nonexistent/x", "--curriculum", "4:4:10"])
+
+
+def test_group_probe_loss_is_the_mean_cross_entropy_of_its_heads() -> None:
+    torch.manual_seed(0)
+    probe = GroupProbe(8)
+    visual = torch.randn(5, 8)
+    labels = torch.stack([torch.randint(0, n, (5,)) for n in probe.sizes], dim=1)
+    logits = visual @ probe.head.weight.T + probe.head.bias
+    expected, start = [], 0
+    for i, n in enumerate(probe.sizes):
+        part = logits[:, start:start + n]
+        expected.append(-(part.log_softmax(-1).gather(1, labels[:, i:i + 1])).mean())
+        start += n
+    torch.testing.assert_close(probe.loss(visual, labels), torch.stack(expected).mean())
+
+
+def test_dense_loss_follows_the_kept_groups_and_reaches_the_vit(trained: Path) -> None:
+    from stts_core.synthetic import group_labels
+
+    backend = load_molmo2(str(trained), device="cpu")
+    clip = make_clip(5, num_frames=4)
+    prepared = backend.prepare(clip.frames, clip.qas[0].question)
+    labels = group_labels(clip.scene, *prepared.grid)
+    probe = GroupProbe(backend.model.config.text_config.hidden_size)
+    sample = Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer, labels=labels)
+    parts = stts_loss(backend, sample, 0.5, probe=probe, probe_weight=1.0)
+    assert float(parts["dense"]) > 0
+    parts["loss"].backward()
+    assert float(dict(backend.model.named_parameters())["model.vision_tower.layers.0.mlp.fc1.weight"].grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="do not match"):
+        stts_loss(backend, Sample(clip.frames, "x ?", "red", labels=labels[:, :3]), 1.0, probe=probe, probe_weight=1.0)
 
 
 def test_answer_ids_end_with_eos(trained: Path) -> None:
@@ -142,3 +197,14 @@ def test_jsonl_data_trains(tmp_path: Path) -> None:
     assert main(args) == 0
     assert len(_log(out)) == 2
     assert torch.isfinite(torch.tensor([r["task_loss"] for r in _log(out)])).all()
+
+
+def test_gradient_clipping_keeps_the_vision_side_from_shrinking_the_llm_step(trained: Path) -> None:
+    backend = load_molmo2(str(trained), device="cpu")
+    named = dict(backend.model.named_parameters())
+    for name, p in named.items():
+        p.grad = torch.full_like(p, 100.0 if name.startswith(VISION_PREFIXES) else 1e-4)
+    clip_gradients(backend.model, 1.0)
+    vision = torch.stack([p.grad.norm() for n, p in named.items() if n.startswith(VISION_PREFIXES)]).norm()
+    assert float(vision) == pytest.approx(1.0, rel=1e-4)
+    assert float(named["lm_head.weight"].grad.max()) == pytest.approx(1e-4)
