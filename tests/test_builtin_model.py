@@ -1,8 +1,11 @@
 """The shipped built-in model: a real check of the artifact in assets/stts-tiny.
 
-What it is checked for is what it reliably does today (see its model card): it loads through the
-normal loader, carries trained scorer weights and its STTS settings, and answers every held-out
-question with a word of the right kind. Its accuracy is reported by `python -m stts_core.evaluate`.
+It loads through the normal loader, carries trained scorer weights and its STTS settings, answers
+every held-out question with a word of the right kind, and reads the video: on a fixed 64-question
+held-out subset it measured 65.6% unpruned and 64.1% with STTS at keep 0.5, against 32% for
+answering each question type's prior. The floor below sits between the two, so a model that stops
+reading the video fails. (The goal of 85% on this subset is not reached yet: see the model card.)
+The full accuracy table comes from `python -m stts_core.evaluate`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from stts_core.run import DEFAULT_MODEL, load_backend
 from stts_core.synthetic import ANSWERS
 
 QUESTIONS = 32
+ACCURACY_QUESTIONS = 64
+ACCURACY_FLOOR = 0.55  # measured 0.656 unpruned / 0.641 STTS; answering the prior gives about 0.32
 
 
 @pytest.fixture(scope="module")
@@ -49,3 +54,16 @@ def test_answers_held_out_questions_with_words_of_the_right_kind(builtin, tmp_pa
                 assert answer in ANSWERS[row["qtype"]], (row["question"], answer)
             checked += 1
     assert checked == QUESTIONS
+
+
+def test_reads_the_video_on_a_fixed_held_out_subset(builtin, tmp_path: Path) -> None:
+    jsonl = synthetic_test_split(tmp_path, ACCURACY_QUESTIONS, num_frames=16)
+    rows = [(video, row) for video, group in load_questions(jsonl, ACCURACY_QUESTIONS).items() for row in group]
+    assert len(rows) == ACCURACY_QUESTIONS
+    unpruned = pruned = 0
+    for video, row in rows:
+        result = run(builtin, video, row["question"], RunSettings(keep_ratio=0.5, num_frames=16, max_new_tokens=4))
+        unpruned += result.baseline.answer == row["answer"]
+        pruned += result.stts.answer == row["answer"]
+    assert unpruned / len(rows) >= ACCURACY_FLOOR, f"unpruned accuracy {unpruned}/{len(rows)}"
+    assert pruned / len(rows) >= ACCURACY_FLOOR, f"STTS keep 0.5 accuracy {pruned}/{len(rows)}"
