@@ -346,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--grounding-steps", type=int, default=None,
                    help="ask the --grounding questions during the first K steps only (default: all steps)")
     args = p.parse_args(argv)
+    if args.data != "synthetic" and (args.grounding or args.dense_weight or args.curriculum):
+        p.error("--grounding, --dense-weight and --curriculum need the synthetic data (their targets come from the scenes)")
+    if args.grounding < 0 or args.dense_weight < 0:
+        p.error("--grounding and --dense-weight cannot be negative")
     validate_keep_ratio(args.keep)
     for r in args.keep_choices or []:
         validate_keep_ratio(r)

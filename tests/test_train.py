@@ -133,6 +133,8 @@ def test_curriculum_stages_follow_each_other_then_give_the_real_data() -> None:
     assert stage_at([], 0, 16) == (3, 16)
     with pytest.raises(SystemExit):
         main(["--preset", "micro", "--out", "/nonexistent/x", "--curriculum", "4:4:10"])
+    with pytest.raises(SystemExit):  # the aids need scene labels, which a JSONL dataset does not have
+        main(["--preset", "micro", "--out", "/nonexistent/x", "--data", "data.jsonl", "--dense-weight", "1"])
 
 
 def test_group_probe_loss_is_the_mean_cross_entropy_of_its_heads() -> None:
