@@ -386,21 +386,29 @@ def render_scene(scene: Scene) -> np.ndarray:
     return frames
 
 
-# Per-cell attribute classes of `group_labels`: 0 is "no object" in each.
+# Per-cell attribute classes of `group_labels`: 0 is "no object" in each. x and y are the object's
+# centre in ninths of the frame side: finer than a token group, so that a token says where in its
+# group the object is and the shift between frames shows.
+POSITION_BINS = 9
 LABEL_HEADS: dict[str, tuple[str, ...]] = {
     "color": ("none", *COLORS),
     "shape": ("none", *SHAPES),
-    "motion": ("none", "still", *DIRECTIONS),
+    "x": ("none", *(f"x{i}" for i in range(POSITION_BINS))),
+    "y": ("none", *(f"y{i}" for i in range(POSITION_BINS))),
+    "motion": ("none", "still", "appeared", *DIRECTIONS),
 }
 
 
 def group_labels(scene: Scene, rows: int, cols: int, min_fraction: float = 0.05) -> np.ndarray:
     """(T, rows * cols, 3) int64 class of each grid cell per frame (row-major, the order of a model's
-    token groups): colour, shape and motion ("still" or the direction it moves) of the object that
-    covers most of the cell, or 0 where objects cover less than `min_fraction` of it.
+    token groups): colour, shape, centre position (x, y in `POSITION_BINS` bins of the frame side) and
+    motion of the object that covers most of the cell, or 0 where objects cover less than
+    `min_fraction` of it. Motion is "appeared" for an object absent at the
+    start, the direction for the moving object and "still" otherwise.
 
-    Dense targets for training from scratch: they teach the vision side to put what is where into
-    every visual token, which the questions then only need to look up."""
+    Dense targets for training from scratch: colour and shape teach the vision side to put what is
+    where into every visual token; motion, which no single frame shows, teaches the LLM to compare
+    frames, so that the questions only need to look these up."""
     t_count, size = scene.num_frames, scene.size
     out = np.zeros((t_count, rows * cols, len(LABEL_HEADS)), dtype=np.int64)
     ys = np.linspace(0, size, rows + 1).round().astype(int)
@@ -421,8 +429,10 @@ def group_labels(scene: Scene, rows: int, cols: int, min_fraction: float = 0.05)
                 if counts[best] < min_fraction * cell.size:
                     continue
                 obj = scene.objects[best - 1]
-                motion = 2 + motions.index(obj.direction) if obj.behaviour == "moves" else 1
-                out[t, r * cols + c] = (1 + colors.index(obj.color), 1 + shapes.index(obj.shape), motion)
+                motion = {"moves": 3 + motions.index(obj.direction) if obj.direction else 1, "appears": 2}.get(
+                    obj.behaviour, 1)
+                x, y = (1 + min(POSITION_BINS - 1, max(0, int(v * POSITION_BINS / size))) for v in obj.center(t))
+                out[t, r * cols + c] = (1 + colors.index(obj.color), 1 + shapes.index(obj.shape), x, y, motion)
     return out
 
 

@@ -91,8 +91,69 @@ def answer_ids(backend: Molmo2Backend, answer: str) -> list[int]:
 
 def answer_loss(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], answers: list[str],
                 visual: torch.Tensor) -> torch.Tensor:
-    """Mean over questions of the next-token loss on each answer, all questions of a clip in one
-    batched LLM pass.
+    """Mean over questions of the next-token loss on each answer (see `answer_pass`)."""
+    return answer_pass(backend, prompts, answers, visual)[0]
+
+
+def answer_pass(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], answers: list[str],
+                visual: torch.Tensor, hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mean over questions of the next-token loss on each answer, and, with `hidden_layer`, the
+    LLM's hidden states after that many layers at the visual tokens (visual tokens, LLM width).
+
+    The prompts of one clip share everything up to the end of the video (`prepare_questions`), so
+    that prefix, the bulk of the tokens, runs through the LLM once and each question's text and
+    answer run on its KV cache. Prompts that differ before the end of the video fall back to
+    `_padded_answer_pass`.
+    """
+    ids = [p["input_ids"][0] for p in prompts]
+    shortest = min(len(x) for x in ids)
+    shared = shortest - 1  # every row keeps at least one prompt token, whose logits give the first answer token
+    for x in ids[1:]:
+        differ = (x[:shared] != ids[0][:shared]).nonzero()
+        if len(differ):
+            shared = int(differ[0])
+    if bool((ids[0][shared:] == backend.image_token_id).any()):
+        return _padded_answer_pass(backend, prompts, answers, visual, hidden_layer)
+    model, device = backend.model, backend.device
+    types = prompts[0]["mm_token_type_ids"][:, :shared]
+    prefix = model(input_ids=ids[0][None, :shared], attention_mask=torch.ones_like(types),
+                   mm_token_type_ids=types, mm_encoder_outputs=backend.encoder_outputs(visual),
+                   use_cache=True, logits_to_keep=1, output_hidden_states=hidden_layer is not None)
+    cache = prefix.cache
+    if len(prompts) > 1:
+        cache.batch_repeat_interleave(len(prompts))
+    targets = [torch.tensor(answer_ids(backend, a), device=device) for a in answers]
+    tails = [torch.cat([x[shared:], t]) for x, t in zip(ids, targets, strict=True)]
+    width = max(len(t) for t in tails)
+    pad = backend.tokenizer.pad_token_id
+    tail_ids = torch.stack([torch.cat([t, t.new_full((width - len(t),), pad)]) for t in tails])
+    tail_mask = torch.stack([torch.arange(width, device=device) < len(t) for t in tails]).long()
+    out = model(input_ids=tail_ids, attention_mask=torch.cat([tail_mask.new_ones(len(tails), shared), tail_mask], 1),
+                mm_token_type_ids=torch.zeros_like(tail_ids), cache=cache, use_cache=True)
+    losses = []
+    for i, (x, t) in enumerate(zip(ids, targets, strict=True)):
+        start = len(x) - shared - 1
+        losses.append(torch.nn.functional.cross_entropy(out.logits[i, start:start + len(t)].float(), t))
+    hidden = None
+    if hidden_layer is not None:
+        hidden = _visual_hidden(prefix.hidden_states, hidden_layer, ids[0][:shared] == backend.image_token_id, visual)
+    return torch.stack(losses).mean(), hidden
+
+
+def _visual_hidden(hidden_states: tuple[torch.Tensor, ...], layer: int, placeholders: torch.Tensor,
+                   visual: torch.Tensor) -> torch.Tensor:
+    """Row 0's hidden states after `layer` layers at the visual placeholders."""
+    if not 0 <= layer < len(hidden_states):
+        raise ValueError(f"hidden_layer must be in 0..{len(hidden_states) - 1}, got {layer}.")
+    hidden = hidden_states[layer][0, placeholders]
+    if hidden.shape[0] != visual.shape[0]:
+        raise ValueError(f"{hidden.shape[0]} visual placeholders for {visual.shape[0]} visual tokens.")
+    return hidden
+
+
+def _padded_answer_pass(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], answers: list[str],
+                        visual: torch.Tensor, hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`answer_pass` for prompts without a shared video prefix: all questions in one batched pass.
 
     Rows are left-padded (pads masked out), so every answer ends the row and only the last few
     positions need logits; RoPE is relative, so the shift changes nothing for the real tokens.
@@ -114,32 +175,47 @@ def answer_loss(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], 
     keep = max(len(t) for t in targets) + 1
     out = backend.model(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=mm_token_type_ids,
                         mm_encoder_outputs=backend.encoder_outputs(visual.repeat(len(rows), 1)),
-                        logits_to_keep=keep)
+                        logits_to_keep=keep, output_hidden_states=hidden_layer is not None)
     losses = []
     for i, t in enumerate(targets):
         logits = out.logits[i, keep - 1 - len(t): keep - 1]
         losses.append(torch.nn.functional.cross_entropy(logits.float(), t))
-    return torch.stack(losses).mean()
+    hidden = None
+    if hidden_layer is not None:
+        hidden = _visual_hidden(out.hidden_states, hidden_layer, input_ids[0] == backend.image_token_id, visual)
+    return torch.stack(losses).mean(), hidden
 
 
 class GroupProbe(torch.nn.Module):
-    """Linear heads on the visual tokens that name the object in each token's group (colour, shape,
-    motion). Training-only and not part of the checkpoint: from scratch, the visual tokens at first
-    carry too little of what the questions ask for the LLM to find it (a linear probe on the pooled
-    tokens of a fresh model reads "is there a red object" at 54-64%), so the LLM fits the answer
-    prior and never learns to look. Dense targets make every token say what is where."""
+    """Training-only linear heads that name the object in each token's group. Not part of the checkpoint.
 
-    def __init__(self, dim: int) -> None:
+    From scratch, the visual tokens at first carry too little of what the questions ask for the LLM
+    to find it (a linear probe on the pooled tokens of a fresh model reads "is there a red object" at
+    54-64%), so the LLM fits the answer prior and never learns to look. Colour, shape and position
+    are read from the visual tokens, which see one frame. Motion (still, appeared, direction) is in no single
+    frame, so it is read from the LLM's hidden states at the visual tokens after `llm_layer` layers,
+    which see the other frames (Molmo2's LLM lets all visual tokens attend to each other): it teaches
+    the LLM to compare frames, once, for every question."""
+
+    def __init__(self, dim: int, llm_layer: int = 2) -> None:
         super().__init__()
         from stts_core.synthetic import LABEL_HEADS
 
+        if list(LABEL_HEADS)[-1] != "motion":
+            raise ValueError("GroupProbe reads the last label head, motion, from the LLM states.")
         self.sizes = [len(v) for v in LABEL_HEADS.values()]
-        self.head = torch.nn.Linear(dim, sum(self.sizes))
+        self.llm_layer = llm_layer
+        self.head = torch.nn.Linear(dim, sum(self.sizes[:-1]))
+        self.motion = torch.nn.Linear(dim, self.sizes[-1])
 
-    def loss(self, visual: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over heads; visual (n, dim), labels (n, heads)."""
-        parts = self.head(visual.float()).split(self.sizes, dim=-1)
-        return torch.stack([torch.nn.functional.cross_entropy(x, labels[:, i]) for i, x in enumerate(parts)]).mean()
+    def loss(self, visual: torch.Tensor, labels: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean cross-entropy over heads; visual and context (n, dim), labels (n, heads), where a
+        motion label of -100 is ignored. Without context (or any motion label) the motion head is left out."""
+        parts = self.head(visual.float()).split(self.sizes[:-1], dim=-1)
+        losses = [torch.nn.functional.cross_entropy(x, labels[:, i]) for i, x in enumerate(parts)]
+        if context is not None and bool((labels[:, -1] >= 0).any()):
+            losses.append(torch.nn.functional.cross_entropy(self.motion(context.float()), labels[:, -1]))
+        return torch.stack(losses).mean()
 
 
 def stts_loss(
@@ -159,20 +235,22 @@ def stts_loss(
     """
     prepared = backend.prepare_questions(sample.frames, [q for q, _ in sample.qas], sample.metadata)
     vp = visual_pass(backend, prepared[0], keep_ratio, scorer)
-    task = answer_loss(backend, [backend.llm_inputs(inputs, vp.prune) for inputs in prepared],
-                       [answer for _, answer in sample.qas], vp.visual)
+    dense_on = probe is not None and probe_weight > 0 and sample.labels is not None
+    task, context = answer_pass(backend, [backend.llm_inputs(inputs, vp.prune) for inputs in prepared],
+                                [answer for _, answer in sample.qas], vp.visual,
+                                probe.llm_layer if dense_on else None)
     if vp.scores is None:
         aux = task.new_zeros(())
     else:
         aux = temporal_aux_loss(vp.scores, vp.prefix.hidden, prepared[0].groups)
     dense = task.new_zeros(())
-    if probe is not None and probe_weight > 0 and sample.labels is not None:
+    if dense_on:
         labels = torch.as_tensor(sample.labels, device=vp.visual.device)
         if labels.shape[:2] != (prepared[0].num_frames, prepared[0].groups.shape[0]):
             raise ValueError(f"Labels of shape {tuple(labels.shape)} do not match the model's token groups.")
         if vp.prune is not None:
             labels = labels[vp.prune.to(labels.device)]
-        dense = probe.loss(vp.visual, labels.reshape(-1, labels.shape[-1]))
+        dense = probe.loss(vp.visual, labels.reshape(-1, labels.shape[-1]), context)
     return {"loss": task + aux_weight * aux + probe_weight * dense, "task": task.detach(), "aux": aux.detach(),
             "dense": dense.detach(), "visual_rms": vp.visual.detach().float().pow(2).mean().sqrt()}
 
@@ -336,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="keep ViT/adapter biases and norm affines fixed (for training from scratch)")
     p.add_argument("--dense-weight", type=float, default=0.0,
                    help="synthetic data: weight of the per-group label loss on the visual tokens (from scratch)")
+    p.add_argument("--dense-llm-layer", type=int, default=2,
+                   help="the motion target is read from the LLM's hidden states after this many layers")
     p.add_argument("--dense-steps", type=int, default=None,
                    help="apply --dense-weight during the first K steps only (default: all steps)")
     p.add_argument("--curriculum", type=_stage, nargs="*", default=[], metavar="OBJECTS:FRAMES:STEPS",
@@ -351,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.grounding < 0 or args.dense_weight < 0:
         p.error("--grounding and --dense-weight cannot be negative")
     validate_keep_ratio(args.keep)
+    if args.dense_llm_layer < 0:
+        p.error("--dense-llm-layer cannot be negative")
     for r in args.keep_choices or []:
         validate_keep_ratio(r)
     if args.threads:
@@ -375,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     step = load_training_state(args.out, backend, optimizer) if resume else 0
     probe = probe_optimizer = None
     if args.dense_weight > 0:
-        probe = GroupProbe(backend.model.config.text_config.hidden_size).to(backend.device)
+        probe = GroupProbe(backend.model.config.text_config.hidden_size, args.dense_llm_layer).to(backend.device)
         if resume and (args.out / "probe.safetensors").exists():
             probe.load_state_dict(load_file(str(args.out / "probe.safetensors")))
         probe_optimizer = torch.optim.AdamW(probe.parameters(), lr=args.lr, weight_decay=0.0)

@@ -291,27 +291,34 @@ def test_grounding_questions_agree_with_the_scene_and_stay_out_of_the_splits() -
 
 
 def test_group_labels_name_the_object_under_each_cell() -> None:
-    clip = syn.make_clip(3, num_frames=8)
-    labels = syn.group_labels(clip.scene, 3, 3)
-    assert labels.shape == (8, 9, 3)
-    colors, shapes = list(syn.COLORS), list(syn.SHAPES)
-    cell = clip.scene.size / 3
-    for t in range(8):
-        for obj in clip.scene.objects:
-            cx, cy = obj.center(t)
-            g = int(cy // cell) * 3 + int(cx // cell)
-            # The cell holding the object's centre holds most of the object.
-            if obj.visible(t):
-                assert labels[t, g, 0] == 1 + colors.index(obj.color)
-                assert labels[t, g, 1] == 1 + shapes.index(obj.shape)
-                expected = 2 + list(syn.DIRECTIONS).index(obj.direction) if obj.behaviour == "moves" else 1
-                assert labels[t, g, 2] == expected
-        # Cells with no object at all are 0 in every head.
-        covered = {int(obj.center(t)[1] // cell) * 3 + int(obj.center(t)[0] // cell)
-                   for obj in clip.scene.objects if obj.visible(t)}
-        empty = [g for g in range(9) if labels[t, g, 0] == 0]
-        assert not set(empty) & covered
-        assert (labels[t, empty] == 0).all()
+    seen: set[str] = set()
+    for seed in (3, 4):  # a mover, a static object, one that appears and one that disappears
+        clip = syn.make_clip(seed, num_frames=8)
+        labels = syn.group_labels(clip.scene, 3, 3)
+        assert labels.shape == (8, 9, len(syn.LABEL_HEADS))
+        colors, shapes, motions = list(syn.COLORS), list(syn.SHAPES), syn.LABEL_HEADS["motion"]
+        cell = clip.scene.size / 3
+        for t in range(8):
+            for obj in clip.scene.objects:
+                cx, cy = obj.center(t)
+                g = int(cy // cell) * 3 + int(cx // cell)
+                # The cell holding the object's centre holds most of the object.
+                if obj.visible(t):
+                    assert labels[t, g, 0] == 1 + colors.index(obj.color)
+                    assert labels[t, g, 1] == 1 + shapes.index(obj.shape)
+                    bins = syn.POSITION_BINS
+                    assert labels[t, g, 2] == 1 + int(cx * bins / clip.scene.size)
+                    assert labels[t, g, 3] == 1 + int(cy * bins / clip.scene.size)
+                    expected = {"moves": obj.direction, "appears": "appeared"}.get(obj.behaviour, "still")
+                    assert motions[labels[t, g, -1]] == expected
+                    seen.add(obj.behaviour)
+            # Cells with no object at all are 0 in every head.
+            covered = {int(obj.center(t)[1] // cell) * 3 + int(obj.center(t)[0] // cell)
+                       for obj in clip.scene.objects if obj.visible(t)}
+            empty = [g for g in range(9) if labels[t, g, 0] == 0]
+            assert not set(empty) & covered
+            assert (labels[t, empty] == 0).all()
+    assert seen == set(syn.BEHAVIOURS)
 
 
 def test_max_objects_limits_scenes_and_keeps_answers_consistent() -> None:

@@ -16,8 +16,10 @@ from stts_core.train import (
     VISION_PREFIXES,
     GroupProbe,
     Sample,
+    _padded_answer_pass,
     answer_ids,
     answer_loss,
+    answer_pass,
     clip_gradients,
     lr_at,
     main,
@@ -110,6 +112,23 @@ def test_batched_answer_loss_equals_one_question_at_a_time(trained: Path, keep: 
         batched = answer_loss(backend, prompts, [a for _, a in qas], vp.visual)
         singles = [_one_question_loss(backend, p, a, vp.visual) for p, (_, a) in zip(prompts, qas, strict=True)]
     torch.testing.assert_close(batched, torch.stack(singles).mean(), atol=1e-5, rtol=1e-5)
+    # Layer 0 is the LLM's input: its visual positions hold the visual tokens, in order, each added
+    # to the placeholder's embedding.
+    with torch.no_grad():
+        loss, hidden = answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=0)
+        placeholder = backend.model.get_input_embeddings().weight[backend.image_token_id]
+    torch.testing.assert_close(loss, batched)
+    torch.testing.assert_close(hidden, vp.visual.to(hidden.dtype) + placeholder)
+    with pytest.raises(ValueError, match="hidden_layer"):
+        answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=99)
+    # The video prefix runs once and the questions on its cache: the same as all rows in full.
+    with torch.no_grad():
+        shared = answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
+        padded = _padded_answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
+        alone = answer_pass(backend, prompts[:1], [qas[0][1]], vp.visual)[0]
+    torch.testing.assert_close(shared[0], padded[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shared[1], padded[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, singles[0], atol=1e-5, rtol=1e-5)
 
 
 def test_from_scratch_aids_run_and_save_the_probe(tmp_path: Path) -> None:
@@ -138,17 +157,27 @@ def test_curriculum_stages_follow_each_other_then_give_the_real_data() -> None:
 
 
 def test_group_probe_loss_is_the_mean_cross_entropy_of_its_heads() -> None:
+    """Colour and shape from the visual tokens, motion from the LLM states; ignored motion labels drop out."""
     torch.manual_seed(0)
     probe = GroupProbe(8)
-    visual = torch.randn(5, 8)
+    visual, context = torch.randn(5, 8), torch.randn(5, 8)
     labels = torch.stack([torch.randint(0, n, (5,)) for n in probe.sizes], dim=1)
+    labels[:2, -1] = -100
+
+    def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        used = target >= 0
+        return -(logits[used].log_softmax(-1).gather(1, target[used, None])).mean()
+
     logits = visual @ probe.head.weight.T + probe.head.bias
     expected, start = [], 0
-    for i, n in enumerate(probe.sizes):
-        part = logits[:, start:start + n]
-        expected.append(-(part.log_softmax(-1).gather(1, labels[:, i:i + 1])).mean())
+    for i, n in enumerate(probe.sizes[:-1]):
+        expected.append(cross_entropy(logits[:, start:start + n], labels[:, i]))
         start += n
     torch.testing.assert_close(probe.loss(visual, labels), torch.stack(expected).mean())
+    expected.append(cross_entropy(context @ probe.motion.weight.T + probe.motion.bias, labels[:, -1]))
+    torch.testing.assert_close(probe.loss(visual, labels, context), torch.stack(expected).mean())
+    labels[:, -1] = -100  # no motion label at all: the head is left out rather than giving NaN
+    torch.testing.assert_close(probe.loss(visual, labels, context), torch.stack(expected[:-1]).mean())
 
 
 def test_dense_loss_follows_the_kept_groups_and_reaches_the_vit(trained: Path) -> None:
@@ -163,7 +192,9 @@ def test_dense_loss_follows_the_kept_groups_and_reaches_the_vit(trained: Path) -
     parts = stts_loss(backend, sample, 0.5, probe=probe, probe_weight=1.0)
     assert float(parts["dense"]) > 0
     parts["loss"].backward()
-    assert float(dict(backend.model.named_parameters())["model.vision_tower.layers.0.mlp.fc1.weight"].grad.abs().sum()) > 0
+    params = dict(backend.model.named_parameters())
+    assert float(params["model.vision_tower.layers.0.mlp.fc1.weight"].grad.abs().sum()) > 0
+    assert float(probe.motion.weight.grad.abs().sum()) > 0  # the motion head reads the LLM states
     with pytest.raises(ValueError, match="do not match"):
         stts_loss(backend, Sample(clip.frames, "x ?", "red", labels=labels[:, :3]), 1.0, probe=probe, probe_weight=1.0)
 
