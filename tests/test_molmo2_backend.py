@@ -17,6 +17,7 @@ from transformers import Molmo2ForConditionalGeneration
 from stts_core import pipeline
 from stts_core.backends.molmo2 import (
     ModelLoadError,
+    Molmo2Backend,
     Molmo2ForSTTS,
     STTSSettings,
     convert_reference_scorer,
@@ -30,6 +31,7 @@ from stts_core.backends.molmo2_build import (
     build_processor,
     build_tokenizer,
     save_checkpoint,
+    sincos_positions,
 )
 from stts_core.selection import attention_bias, groups_to_patch_mask, kept_group_count, select_groups
 from stts_core.synthetic import VOCABULARY, make_clip
@@ -475,3 +477,34 @@ def test_backend_device_dtype_and_eos(micro_backend):
     assert micro_backend.feature_layers == [3, 1]
     assert micro_backend.scoring_layer == 0
     assert micro_backend.default_keep_ratio == pytest.approx(0.5)
+
+
+def test_sincos_positions_are_distinct_unit_rms_and_local():
+    table = sincos_positions(9, 9, 96)
+    assert table.shape == (81, 96)
+    torch.testing.assert_close(table.pow(2).mean().sqrt(), torch.tensor(1.0))
+    unit = torch.nn.functional.normalize(table, dim=1)
+    sim = unit @ unit.T
+    assert float((sim - torch.eye(81)).max()) < 0.99  # every patch of the grid gets its own vector
+    centre = sim[40].reshape(9, 9)
+    assert centre[4, 5] > centre[4, 6] > centre[4, 8]  # nearer patches are more alike, along rows
+    assert centre[5, 4] > centre[6, 4] > centre[8, 4]  # and along columns
+    with pytest.raises(ValueError, match="multiple of 4"):
+        sincos_positions(3, 3, 10)
+
+
+def test_from_scratch_preset_gets_a_position_table_as_strong_as_its_patches():
+    """The tiny preset is trained from scratch; at its initializer range a random position table would
+    be ~20x weaker than the patch embeddings, leaving the ViT a bag of patches."""
+    tokenizer = build_tokenizer(["a"])
+    model = build_model("tiny", tokenizer)
+    vision = model.model.vision_tower
+    torch.testing.assert_close(vision.positional_embedding.detach(), sincos_positions(9, 9, 96))
+    processor = build_processor(tokenizer, PRESETS["tiny"]["image_size"])
+    backend = Molmo2Backend(model, processor)
+    pixels = backend.prepare(make_clip(0, num_frames=4).frames, "a").tensors["pixel_values_videos"]
+    with torch.no_grad():
+        patches = vision.patch_embedding(pixels)
+    ratio = float(vision.positional_embedding.std() / patches.std())
+    assert 0.3 < ratio < 3.0
+    assert float(build_model("micro").model.vision_tower.positional_embedding.std()) < 0.1  # other presets unchanged

@@ -8,6 +8,7 @@ random weights: timing does not depend on weight values).
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Trained from scratch: at Molmo2's 0.02 the visual tokens leave the adapter at ~1e-7 (five small
         # linear maps in a row) against word embeddings of 0.02, and the LLM cannot see the video at first.
         "initializer_range": 0.065,
+        # At that scale the ViT's position embedding is ~20x smaller than the patch embeddings, so a
+        # from-scratch ViT is a bag of patches: it can tell neither where an object is nor its shape.
+        "vit_position_init": "sincos",
         "stts_layer": 1,
         "vision": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=5, num_attention_heads=4,
                        num_key_value_heads=4, head_dim=24),
@@ -167,6 +171,22 @@ def build_config(preset: str, tokenizer: PreTrainedTokenizerFast | None = None, 
     return config
 
 
+def sincos_positions(rows: int, cols: int, dim: int) -> torch.Tensor:
+    """(rows * cols, dim) row-major 2-D sine-cosine position table with unit RMS.
+
+    Half the channels encode the row and half the column, at periods from 2 patches to 4 grid
+    sides, so near patches get similar vectors and every patch of the grid a distinct one."""
+    if dim % 4:
+        raise ValueError(f"dim must be a multiple of 4, got {dim}")
+    periods = torch.logspace(math.log10(2.0), math.log10(4.0 * max(rows, cols)), dim // 4)
+    freqs = 2 * math.pi / periods
+    y, x = torch.meshgrid(torch.arange(rows, dtype=torch.float32), torch.arange(cols, dtype=torch.float32),
+                          indexing="ij")
+    parts = [f(v.reshape(-1, 1) * freqs) for v in (y, x) for f in (torch.sin, torch.cos)]
+    table = torch.cat(parts, dim=1)
+    return table / table.pow(2).mean().sqrt()
+
+
 def build_model(preset: str, tokenizer: PreTrainedTokenizerFast | None = None, seed: int = 0,
                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Molmo2ForSTTS:
     """A randomly initialised Molmo2ForSTTS of the preset's architecture."""
@@ -174,6 +194,11 @@ def build_model(preset: str, tokenizer: PreTrainedTokenizerFast | None = None, s
     torch.manual_seed(seed)
     with torch.device(device):
         model = Molmo2ForSTTS(config)
+    if PRESETS[preset].get("vit_position_init") == "sincos":
+        table = model.model.vision_tower.positional_embedding
+        side = math.isqrt(table.shape[0])
+        with torch.no_grad():
+            table.copy_(sincos_positions(side, table.shape[0] // side, table.shape[1]))
     model = model.to(dtype=dtype).eval()
     if tokenizer is not None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
