@@ -102,9 +102,12 @@ def answer_pass(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], 
 
     The prompts of one clip share everything up to the end of the video (`prepare_questions`), so
     that prefix, the bulk of the tokens, runs through the LLM once and each question's text and
-    answer run on its KV cache. Prompts that differ before the end of the video fall back to
-    `_padded_answer_pass`.
+    answer run on its KV cache. Prompts that differ before the end of the video, and training with
+    gradient checkpointing (which turns the cache off), fall back to `_padded_answer_pass`.
     """
+    model = backend.model
+    if model.training and getattr(model, "is_gradient_checkpointing", False):
+        return _padded_answer_pass(backend, prompts, answers, visual, hidden_layer)
     ids = [p["input_ids"][0] for p in prompts]
     shortest = min(len(x) for x in ids)
     shared = shortest - 1  # every row keeps at least one prompt token, whose logits give the first answer token
@@ -114,7 +117,7 @@ def answer_pass(backend: Molmo2Backend, prompts: list[dict[str, torch.Tensor]], 
             shared = int(differ[0])
     if bool((ids[0][shared:] == backend.image_token_id).any()):
         return _padded_answer_pass(backend, prompts, answers, visual, hidden_layer)
-    model, device = backend.model, backend.device
+    device = backend.device
     types = prompts[0]["mm_token_type_ids"][:, :shared]
     prefix = model(input_ids=ids[0][None, :shared], attention_mask=torch.ones_like(types),
                    mm_token_type_ids=types, mm_encoder_outputs=backend.encoder_outputs(visual),
