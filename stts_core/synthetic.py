@@ -400,20 +400,20 @@ LABEL_HEADS: dict[str, tuple[str, ...]] = {
 
 
 def group_labels(scene: Scene, rows: int, cols: int, min_fraction: float = 0.05) -> np.ndarray:
-    """(T, rows * cols, 3) int64 class of each grid cell per frame (row-major, the order of a model's
-    token groups): colour, shape, centre position (x, y in `POSITION_BINS` bins of the frame side) and
-    motion of the object that covers most of the cell, or 0 where objects cover less than
-    `min_fraction` of it. Motion is "appeared" for an object absent at the
-    start, the direction for the moving object and "still" otherwise.
+    """(T, rows * cols, len(LABEL_HEADS)) int64 class of each grid cell per frame (row-major, the
+    order of a model's token groups): colour, shape, centre position (x, y in `POSITION_BINS` bins of
+    the frame side) and motion of the object that covers most of the cell, or 0 where objects cover
+    less than `min_fraction` of it. Motion is "appeared" for an object absent at the start, the
+    direction for the moving object and "still" otherwise.
 
-    Dense targets for training from scratch: colour and shape teach the vision side to put what is
-    where into every visual token; motion, which no single frame shows, teaches the LLM to compare
-    frames, so that the questions only need to look these up."""
+    Dense targets for training from scratch: colour, shape and position teach the vision side to put
+    what is where into every visual token; motion, which no single frame shows, teaches the LLM to
+    compare frames, so that the questions only need to look these up."""
     t_count, size = scene.num_frames, scene.size
     out = np.zeros((t_count, rows * cols, len(LABEL_HEADS)), dtype=np.int64)
     ys = np.linspace(0, size, rows + 1).round().astype(int)
     xs = np.linspace(0, size, cols + 1).round().astype(int)
-    colors, shapes, motions = list(COLORS), list(SHAPES), list(DIRECTIONS)
+    colors, shapes, motions = list(COLORS), list(SHAPES), LABEL_HEADS["motion"]
     for t in range(t_count):
         ids = np.zeros((size, size, 3), dtype=np.uint8)
         for i, obj in enumerate(scene.objects):
@@ -429,8 +429,7 @@ def group_labels(scene: Scene, rows: int, cols: int, min_fraction: float = 0.05)
                 if counts[best] < min_fraction * cell.size:
                     continue
                 obj = scene.objects[best - 1]
-                motion = {"moves": 3 + motions.index(obj.direction) if obj.direction else 1, "appears": 2}.get(
-                    obj.behaviour, 1)
+                motion = motions.index({"moves": obj.direction, "appears": "appeared"}.get(obj.behaviour) or "still")
                 x, y = (1 + min(POSITION_BINS - 1, max(0, int(v * POSITION_BINS / size))) for v in obj.center(t))
                 out[t, r * cols + c] = (1 + colors.index(obj.color), 1 + shapes.index(obj.shape), x, y, motion)
     return out

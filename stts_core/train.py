@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze-vision-constants", action="store_true",
                    help="keep ViT/adapter biases and norm affines fixed (for training from scratch)")
     p.add_argument("--dense-weight", type=float, default=0.0,
-                   help="synthetic data: weight of the per-group label loss on the visual tokens (from scratch)")
+                   help="synthetic data: weight of the per-group label loss (GroupProbe) for training from scratch")
     p.add_argument("--dense-llm-layer", type=int, default=2,
                    help="the motion target is read from the LLM's hidden states after this many layers")
     p.add_argument("--dense-steps", type=int, default=None,
