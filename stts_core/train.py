@@ -451,8 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     model = backend.model
     model.train()
     groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for n, p in model.named_parameters():
-        groups.setdefault((n.startswith(VISION_PREFIXES), p.dim() >= 2), []).append(p)
+    for name, param in model.named_parameters():
+        groups.setdefault((name.startswith(VISION_PREFIXES), param.dim() >= 2), []).append(param)
     optimizer = torch.optim.AdamW(
         [{"params": ps, "weight_decay": args.weight_decay if matrix else 0.0,
           "lr_scale": args.vision_lr_scale if vision else 1.0} for (vision, matrix), ps in groups.items()],
@@ -460,6 +460,9 @@ def main(argv: list[str] | None = None) -> int:
     step = load_training_state(args.out, backend, optimizer) if resume else 0
     probe = probe_optimizer = None
     if args.dense_weight > 0:
+        layers = backend.model.config.text_config.num_hidden_layers
+        if args.dense_llm_layer > layers:
+            p.error(f"--dense-llm-layer must be at most the LLM's {layers} layers, got {args.dense_llm_layer}")
         probe = GroupProbe(backend.model.config.text_config.hidden_size, args.dense_llm_layer).to(backend.device)
         if resume and (args.out / "probe.safetensors").exists():
             probe.load_state_dict(load_file(str(args.out / "probe.safetensors")))

@@ -145,13 +145,15 @@ def test_from_scratch_aids_run_and_save_the_probe(tmp_path: Path) -> None:
     assert load_molmo2(str(out), device="cpu").has_learned_scorer
 
 
-def test_curriculum_stages_follow_each_other_then_give_the_real_data() -> None:
+def test_curriculum_stages_follow_each_other_then_give_the_real_data(tmp_path: Path) -> None:
     stages = [(1, 4, 10), (2, 8, 5)]
     assert [stage_at(stages, s, 16) for s in (0, 9, 10, 14, 15, 1000)] == [
         (1, 4), (1, 4), (2, 8), (2, 8), (3, 16), (3, 16)]
     assert stage_at([], 0, 16) == (3, 16)
     with pytest.raises(SystemExit):
         main(["--preset", "micro", "--out", "/nonexistent/x", "--curriculum", "4:4:10"])
+    with pytest.raises(SystemExit):  # the micro LLM has 2 layers
+        main(["--preset", "micro", "--out", str(tmp_path / "x"), "--dense-weight", "1", "--dense-llm-layer", "3"])
     with pytest.raises(SystemExit):  # the aids need scene labels, which a JSONL dataset does not have
         main(["--preset", "micro", "--out", "/nonexistent/x", "--data", "data.jsonl", "--dense-weight", "1"])
 
