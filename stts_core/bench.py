@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import platform
 import shlex
 import statistics
@@ -26,19 +27,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from stts_core.backends.molmo2 import Molmo2Backend
+from stts_core import cli, roofline
+from stts_core.backends.base import PreparedInputs, VideoBackend
+from stts_core.backends.molmo2_serving import PREFILL_MODES, SERVING_CHOICES, roofline_table
+from stts_core.backends.molmo2_serving import install as install_serving
+from stts_core.loading import backend_from_preset, load_backend
 from stts_core.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
-from stts_core.pipeline import ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
-from stts_core.scoring import SCORER_KINDS
-from stts_core.selection import groups_to_patch_mask, kept_group_count, validate_keep_ratio
+from stts_core.pipeline import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
+from stts_core.selection import groups_to_patch_mask, kept_group_count
 from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, synchronize
-from stts_core.video import frames_from_array
+from stts_core.video import SampledVideo, frames_from_array
 
-# Model-side stages up to the first token. CPU preprocessing (identical work in both runs, done by
-# data loaders in practice) is reported on its own and counted in end to end only.
-TTFT_STAGES = ("vit_prefix", "scoring", "vit_suffix", "connector", "llm_prefill")
+# TTFT_STAGES (pipeline) are the model side up to the first token; the CPU preprocessing (identical
+# work in both runs, done by data loaders in practice) is reported on its own and counted in end to end.
 INFERENCE_STAGES = ("preprocess", *TTFT_STAGES, "decoding", "decode_per_token", "packing", "ttft", "e2e")
 TRAIN_STAGES = ("forward", "backward", "step")
 INFERENCE_CELL_KEYS = ("frames", "keep", "ttft_speedup", "e2e_speedup", "overhead_pct", "ttft_delta_pct",
@@ -48,7 +52,6 @@ TRAIN_CELL_KEYS = ("frames", "keep", "step_speedup", "baseline_step_s", "stts_st
                    "peak_mem_gb", "stages_s", "repeats", "error")
 STAGE_LABELS = {"preprocess": "preproc", "vit_prefix": "vit_pre", "vit_suffix": "vit_suf", "connector": "connect",
                 "llm_prefill": "prefill", "decoding": "decode", "decode_per_token": "dec/tok"}
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 CLIP_SIZE = 252  # make_clip's native size; the processor resizes to the model's input size
 
 
@@ -74,21 +77,11 @@ def _log(line: str) -> None:
 
 # ---------------------------------------------------------------------------------------- set-up
 def build_backend(preset: str | None, model: str | None, device: torch.device, dtype: torch.dtype,
-                  seed: int) -> Molmo2Backend:
+                  seed: int, trust_remote_code: bool = False) -> VideoBackend:
     """A preset's architecture with random weights, or a checkpoint loaded the way users load one."""
-    if model is not None:
-        from stts_core.backends.molmo2 import load_molmo2
-
-        return load_molmo2(model, device=device, dtype=dtype)
-    from stts_core.backends.molmo2_build import PRESETS, build_model, build_processor, build_tokenizer
-    from stts_core.synthetic import VOCABULARY
-
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-    tokenizer = build_tokenizer(VOCABULARY)
-    net = build_model(preset, tokenizer, seed=seed, dtype=dtype, device=device)
-    processor = build_processor(tokenizer, PRESETS[preset]["image_size"])
-    return Molmo2Backend(net, processor, source=f"preset:{preset}")
+    if preset is not None:
+        return backend_from_preset(preset, device=device, dtype=dtype, seed=seed)
+    return load_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
 def synthetic_clip(num_frames: int, seed: int) -> tuple[Any, str, str]:
@@ -99,29 +92,6 @@ def synthetic_clip(num_frames: int, seed: int) -> tuple[Any, str, str]:
     clip = make_clip(seed, num_frames=num_frames, size=CLIP_SIZE)
     qa = clip.qas[0]
     return clip.frames, qa.question, qa.answer
-
-
-def enable_grad_checkpointing(backend: Molmo2Backend) -> None:
-    """Recompute activations in the backward pass for every ViT and LLM block, packed ones included,
-    so both runs trade compute for memory the same way (long videos do not fit one GPU otherwise)."""
-    from torch.utils.checkpoint import checkpoint
-
-    model = backend.model
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    for config in (model.config, getattr(model.config, "text_config", None)):
-        if config is not None:
-            config.use_cache = False
-    plain = backend._packed_block
-
-    def block(index: int, tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
-        if backend.model.training and torch.is_grad_enabled():
-            return checkpoint(plain, index, tokens, layout, use_reentrant=False)
-        return plain(index, tokens, layout)
-
-    backend._packed_block = block  # type: ignore[method-assign]
 
 
 def versions() -> dict[str, str | None]:
@@ -175,7 +145,7 @@ def _attention_layout(layout: PackedLayout, impl: str, tokens: torch.Tensor, hea
             x.new_zeros(rows * cap, *x.shape[1:]).index_select(0, slot)
 
 
-def packing_cost(backend: Molmo2Backend, vp: VisualPass, inputs: Any) -> float:
+def packing_cost(backend: VideoBackend, vp: VisualPass, inputs: PreparedInputs) -> float:
     """Seconds to lay out, pack and unpack the kept tokens on this run's real shapes.
 
     This work happens inside the ViT-suffix stage of the STTS run; timing it alone lets the
@@ -185,12 +155,9 @@ def packing_cost(backend: Molmo2Backend, vp: VisualPass, inputs: Any) -> float:
         return 0.0
     hidden = vp.prefix.hidden
     device = hidden.device
-    k1 = backend.scoring_layer + 1
-    blocks = backend.last_layer - k1
-    unpacks = sum(1 for i in backend.feature_layers if i > k1)
-    impl = resolve_backend(backend.attention_backend, device)
-    attn = backend.model.model.vision_tower.layers[k1].self_attn
-    heads, head_dim = attn.config.num_attention_heads, attn.head_dim
+    shape = backend.suffix_geometry
+    impl = resolve_backend(backend.attention_impl, device)
+    blocks, unpacks, heads, head_dim = shape.packed_blocks, shape.unpacked_reads, shape.heads, shape.head_dim
     with torch.inference_mode():
         synchronize(device)
         start = time.perf_counter()
@@ -203,19 +170,20 @@ def packing_cost(backend: Molmo2Backend, vp: VisualPass, inputs: Any) -> float:
         return time.perf_counter() - start
 
 
-def inference_record(run: ModelRun, packing_s: float) -> dict[str, float]:
-    """One run's stage seconds plus the derived figures (time to first token, end to end, per token)."""
+def inference_record(backend: VideoBackend, run: ModelRun, packing_s: float) -> dict[str, float]:
+    """One run's stage seconds, the pipeline's derived figures (time to first token, end to end), the
+    decoding time per token and, on a device with a known peak, prefill MFU and decode bandwidth use
+    (stts_core.roofline). The clip comes from memory, so end to end has no video decoding."""
     t = dict(run.timings)
-    ttft = sum(t[s] for s in TTFT_STAGES)
     steps = max(1, len(run.token_ids) - 1)
-    return {
+    return roofline.run_record(backend, run, t["decoding"] / steps) | {
         "preprocess": t["preprocess"],
         **{s: t[s] for s in TTFT_STAGES},
         "decoding": t["decoding"],
         "decode_per_token": t["decoding"] / steps,
         "packing": packing_s,
-        "ttft": ttft,
-        "e2e": t["preprocess"] + ttft + t["decoding"],
+        "ttft": run.ttft_s,
+        "e2e": run.e2e_s,
     }
 
 
@@ -230,7 +198,7 @@ def _free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def inference_cell(backend: Molmo2Backend, video: Any, question: str, keep: float, cfg: BenchConfig,
+def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
                    scorer: str) -> dict[str, Any]:
     """Baseline and STTS alternating on one clip; medians of `cfg.repeats` timed pairs."""
     settings = RunSettings(keep_ratio=keep, scorer=scorer, num_frames=int(video.frames.shape[0]),
@@ -249,8 +217,8 @@ def inference_cell(backend: Molmo2Backend, video: Any, question: str, keep: floa
                 raise RuntimeError("The two runs generated different numbers of tokens.")
             if i < cfg.warmup:
                 continue
-            base_runs.append(inference_record(base, 0.0))
-            stts_runs.append(inference_record(stts, packing_s))
+            base_runs.append(inference_record(backend, base, 0.0))
+            stts_runs.append(inference_record(backend, stts, packing_s))
             peaks[0].append(base.peak_mem_gb)
             peaks[1].append(stts.peak_mem_gb)
             tokens = (base.visual_tokens, stts.visual_tokens)
@@ -276,78 +244,60 @@ def inference_cell(backend: Molmo2Backend, video: Any, question: str, keep: floa
     }
 
 
-class _PreparedBackend:
-    """The backend with `prepare` answered from a cache, so data loading stays off a training step's
-    clock; also notes how many visual tokens reached the LLM."""
-
-    def __init__(self, backend: Molmo2Backend, inputs: Any) -> None:
-        self._backend = backend
-        self._inputs = inputs
-        self.visual_tokens = 0
-
-    def prepare(self, *_args: Any, **_kwargs: Any) -> Any:
-        return self._inputs
-
-    def encoder_outputs(self, visual: torch.Tensor) -> Any:
-        self.visual_tokens = int(visual.shape[0])
-        return self._backend.encoder_outputs(visual)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-
-def train_step(backend: Any, sample: Any, keep: float, scorer: str) -> tuple[dict[str, float], float | None, float]:
-    """One forward + backward of stts_loss: stage seconds, peak memory and the loss (a NaN check)."""
-    from stts_core.train import stts_loss
+def train_step(backend: VideoBackend, prepared: list[PreparedInputs], answers: list[str], keep: float,
+               scorer: str) -> tuple[dict[str, float], float | None, float, int]:
+    """One forward + backward of the STTS objective on already prepared inputs (preprocessing is data
+    loading, kept off the clock): stage seconds, peak memory, the loss (a NaN check) and the visual
+    tokens that reached the LLM."""
+    from stts_core.objective import stts_loss
 
     device = backend.device
     backend.model.zero_grad(set_to_none=True)
     reset_peak_memory(device)
     synchronize(device)
     start = time.perf_counter()
-    parts = stts_loss(backend, sample, keep, scorer=scorer)
+    parts = stts_loss(backend, prepared, answers, keep, scorer=scorer)
     synchronize(device)
     middle = time.perf_counter()
     parts["loss"].backward()
     synchronize(device)
     end = time.perf_counter()
-    loss = float(parts["loss"].detach())
-    return {"forward": middle - start, "backward": end - middle, "step": end - start}, peak_memory_gb(device), loss
+    stages = {"forward": middle - start, "backward": end - middle, "step": end - start}
+    return stages, peak_memory_gb(device), float(parts["loss"].detach()), int(parts["visual_tokens"])
 
 
-def train_cell(backend: Molmo2Backend, frames: Any, question: str, answer: str, keep: float, cfg: BenchConfig,
-               scorer: str) -> dict[str, Any]:
-    """Baseline (no scorer, no aux loss) and STTS training steps alternating; medians of the timed pairs."""
-    from stts_core.train import Sample
-
-    inputs = backend.prepare(frames, question)
-    cached = _PreparedBackend(backend, inputs)
-    sample = Sample(frames, question, answer)
-    base_runs: list[dict[str, float]] = []
-    stts_runs: list[dict[str, float]] = []
+def _train_pairs(backend: VideoBackend, prepared: list[PreparedInputs], answers: list[str], keep: float,
+                 cfg: BenchConfig, scorer: str) -> tuple[list[dict[str, float]], list[dict[str, float]],
+                                                        tuple[list[float | None], list[float | None]], list[int]]:
+    """Alternating baseline / STTS training steps: the timed runs, their peaks and the token counts."""
+    runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
     peaks: tuple[list[float | None], list[float | None]] = ([], [])
     tokens = [0, 0]
+    for i in range(cfg.warmup + cfg.repeats):
+        for side, (ratio, kind) in enumerate(((1.0, "none"), (keep, scorer))):
+            stages, peak, loss, tokens[side] = train_step(backend, prepared, answers, ratio, kind)
+            if not math.isfinite(loss):
+                raise RuntimeError("A training step produced a non-finite loss.")
+            if i >= cfg.warmup:
+                runs[side].append(stages)
+                peaks[side].append(peak)
+    return runs[0], runs[1], peaks, tokens
+
+
+def train_cell(backend: VideoBackend, frames: np.ndarray, question: str, answer: str, keep: float, cfg: BenchConfig,
+               scorer: str) -> dict[str, Any]:
+    """Baseline (no scorer, no aux loss) and STTS training steps alternating; medians of the timed pairs."""
+    prepared = backend.prepare_questions(frames, [question])
     backend.model.train()
     try:
-        for i in range(cfg.warmup + cfg.repeats):
-            rb, pb, lb = train_step(cached, sample, 1.0, "none")
-            tokens[0] = cached.visual_tokens
-            rs, ps, ls = train_step(cached, sample, keep, scorer)
-            tokens[1] = cached.visual_tokens
-            if not (torch.isfinite(torch.tensor(lb)) and torch.isfinite(torch.tensor(ls))):
-                raise RuntimeError("A training step produced a non-finite loss.")
-            if i < cfg.warmup:
-                continue
-            base_runs.append(rb)
-            stts_runs.append(rs)
-            peaks[0].append(pb)
-            peaks[1].append(ps)
+        base_runs, stts_runs, peaks, tokens = _train_pairs(backend, prepared, [answer], keep, cfg, scorer)
     finally:
         backend.model.zero_grad(set_to_none=True)
         backend.model.eval()
     b, s = _medians(base_runs), _medians(stts_runs)
+    inputs = prepared[0]
     expected = kept_group_count(inputs.num_frames, int(inputs.groups.shape[0]), keep)
-    if scorer != "none" and tokens[1] != expected:
+    if tokens[1] != expected:
         raise RuntimeError(f"STTS kept {tokens[1]} visual tokens, expected {expected}.")
     return {
         "frames": inputs.num_frames,
@@ -363,7 +313,7 @@ def train_cell(backend: Molmo2Backend, frames: Any, question: str, answer: str, 
     }
 
 
-def run_bench(backend: Molmo2Backend, cfg: BenchConfig, log: Callable[[str], None] = _log,
+def run_bench(backend: VideoBackend, cfg: BenchConfig, log: Callable[[str], None] = _log,
               on_cell: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], str, list[str]]:
     """Every (frames, keep) cell in order; a cell that fails (out of memory, say) is recorded with its error.
 
@@ -448,6 +398,8 @@ def format_table(report: dict[str, Any]) -> str:
             lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {run:>8} " + " ".join(f"{_ms(row[s]):>10}" for s in stages))
     lines.append(f"(medians of {report['settings']['repeats']} alternating pairs after "
                  f"{report['settings']['warmup']} warm-up pair(s); milliseconds)")
+    if not train:
+        lines += ["", roofline_table(report)]
     return "\n".join(lines)
 
 
@@ -473,115 +425,106 @@ def write_html(report: dict[str, Any], path: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------- CLI
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _frames(text: str) -> int:
-    value = _positive_int(text)
-    if value > 512:
-        raise argparse.ArgumentTypeError(f"at most 512 frames, got {text!r}")
-    return value
-
-
-def _keep(text: str) -> float:
-    try:
-        return validate_keep_ratio(float(text))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from err
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m stts_core.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--preset", help="build this architecture with random weights (tiny, cpu-mid, molmo2-4b, micro)")
-    src.add_argument("--model", help="checkpoint directory or hub id")
-    p.add_argument("--frames", type=_frames, nargs="+", default=[16, 32])
-    p.add_argument("--keep", type=_keep, nargs="+", default=[1.0, 0.5, 0.3])
-    p.add_argument("--repeats", type=_positive_int, default=5, help="timed baseline/STTS pairs per cell")
-    p.add_argument("--warmup", type=int, default=1, help="untimed pairs before the timed ones")
+    """The shared vocabulary (stts_core.cli) plus the bench's own flags; --preset or --model."""
+    p = cli.parser("python -m stts_core.bench", __doc__, [
+        cli.model_options(required=False),
+        cli.stts_options(keep=(1.0, 0.5, 0.3), frames_default=(16, 32), new_tokens=8, multi_frames=True),
+        cli.output_options()])
+    p.set_defaults(model=None)
+    p.add_argument("--preset", help="build this architecture with random weights (tiny, cpu-mid, molmo2-4b, micro)")
+    p.add_argument("--repeats", type=cli.whole_number(1), default=5, help="timed baseline/STTS pairs per cell")
+    p.add_argument("--warmup", type=cli.whole_number(0), default=1, help="untimed pairs before the timed ones")
     p.add_argument("--train", action="store_true", help="time a forward + backward training step instead")
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="with --train: recompute activations in backward (both runs), for long videos on one GPU")
-    p.add_argument("--scorer", choices=SCORER_KINDS, default="learned")
-    p.add_argument("--new-tokens", type=int, default=8, help="tokens both runs generate (at least 2)")
-    p.add_argument("--attention", choices=("auto", "flash", "flex", "rows", "loop"), default="auto",
-                   help="packed attention back end of the STTS path")
-    p.add_argument("--device", default=None, help="cuda when available, else cpu")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="bf16 on CUDA, fp32 on the CPU by default")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads")
+    p.add_argument("--attention-impl", "--attention", dest="attention_impl",
+                   choices=("auto", "flash", "flex", "rows", "loop"), default="auto",
+                   help="packed attention kernel of the STTS path")
+    p.add_argument("--serving", choices=SERVING_CHOICES, default="eager",
+                   help="LLM decoding: eager (the stock loop), static (static KV cache), compiled (static + CUDA graphs)")
+    p.add_argument("--prefill", choices=PREFILL_MODES, default="sdpa",
+                   help="LLM prefill attention: sdpa (dense mask) or flex (block mask from the image-token spans)")
+    p.add_argument("--threads", type=cli.whole_number(1), default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="write the report here")
     p.add_argument("--html", type=Path, default=None, help="write a speedup chart here")
     args = p.parse_args(argv)
-    if args.new_tokens < 2 or args.new_tokens > 1024:
-        p.error("--new-tokens must be from 2 to 1024 (decoding per token needs a second token)")
-    if args.warmup < 0:
-        p.error("--warmup cannot be negative")
+    if (args.preset is None) == (args.model is None):
+        p.error("give exactly one of --preset (random weights) or --model (a checkpoint)")
+    if len(args.scorer) != 1:
+        p.error("--scorer takes one scorer here (the bench compares one STTS setting with the baseline)")
+    args.scorer = args.scorer[0]
+    if args.max_new_tokens < 2:
+        p.error("--max-new-tokens must be at least 2 (decoding per token needs a second token)")
     if args.grad_checkpoint and not args.train:
         p.error("--grad-checkpoint only applies with --train")
     return args
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    argv_list = list(sys.argv[1:] if argv is None else argv)
+def _setup(args: argparse.Namespace) -> tuple[VideoBackend, torch.device, torch.dtype]:
+    """Device, dtype and backend from the parsed flags; a one-line error (exit 2) when they cannot be had."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("error: --device cuda asked for, but CUDA is not available", file=sys.stderr)
-        return 2
-    dtype = DTYPES[args.dtype or ("bf16" if device.type == "cuda" else "fp32")]
-    cfg = BenchConfig(frames=list(args.frames), keeps=list(args.keep), repeats=args.repeats, warmup=args.warmup,
-                      train=args.train, scorer=args.scorer, new_tokens=args.new_tokens, seed=args.seed,
-                      grad_checkpoint=args.grad_checkpoint)
+        cli.exit_with_error("--device cuda asked for, but CUDA is not available")
+    dtype = cli.torch_dtype(args.dtype, device.type)
     _log(f"building {'preset ' + args.preset if args.preset else args.model} on {device} ({dtype})")
     try:
-        backend = build_backend(args.preset, args.model, device, dtype, args.seed)
-        resolve_backend(args.attention, device)
+        backend = build_backend(args.preset, args.model, device, dtype, args.seed, args.trust_remote_code)
+        resolve_backend(args.attention_impl, device)
     except (ValueError, RuntimeError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    backend.attention_backend = args.attention
-    if cfg.grad_checkpoint:
-        enable_grad_checkpointing(backend)
+        cli.exit_with_error(str(err))
+    backend.attention_impl = args.attention_impl
+    backend.set_gradient_checkpointing(args.grad_checkpoint)
+    install_serving(backend, args.serving, args.prefill)
+    return backend, device, dtype
+
+
+def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend, dtype: torch.dtype,
+                started: str, cells: list[dict[str, Any]], scorer_used: str, notes: list[str]) -> dict[str, Any]:
+    """The JSON report: what ran where, with which settings, and every cell so far."""
+    return {
+        "device": device_name(backend.device),
+        "versions": versions(),
+        "preset": args.preset,
+        "model": args.model,
+        "mode": "train" if args.train else "inference",
+        "date": started,
+        "command": "python -m stts_core.bench " + shlex.join(argv),
+        "settings": {
+            "frames": list(args.frames), "keeps": list(args.keep), "repeats": args.repeats, "warmup": args.warmup,
+            "scorer": args.scorer, "scorer_used": scorer_used, "new_tokens": args.max_new_tokens,
+            "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": args.seed,
+            "attention": resolve_backend(args.attention_impl, backend.device), "grad_checkpoint": args.grad_checkpoint,
+            "scoring_layer": backend.scoring_layer, "serving": args.serving, "prefill": args.prefill,
+            "serving_notes": list(backend.serving.notes) if getattr(backend, "serving", None) else [],
+        },
+        "notes": notes,
+        "complete": len(cells) == len(args.frames) * len(args.keep),
+        "cells": cells,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    backend, device, dtype = _setup(args)
+    cfg = BenchConfig(frames=list(args.frames), keeps=list(args.keep), repeats=args.repeats, warmup=args.warmup,
+                      train=args.train, scorer=args.scorer, new_tokens=args.max_new_tokens, seed=args.seed,
+                      grad_checkpoint=args.grad_checkpoint)
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     scorer_used, notes = resolve_scorer(backend, cfg.scorer)
-
-    def make_report(cells: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "device": device_name(device),
-            "versions": versions(),
-            "preset": args.preset,
-            "model": args.model,
-            "mode": "train" if cfg.train else "inference",
-            "date": started,
-            "command": "python -m stts_core.bench " + shlex.join(argv_list),
-            "settings": {
-                "frames": cfg.frames, "keeps": cfg.keeps, "repeats": cfg.repeats, "warmup": cfg.warmup,
-                "scorer": cfg.scorer, "scorer_used": scorer_used, "new_tokens": cfg.new_tokens,
-                "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": cfg.seed,
-                "attention": resolve_backend(args.attention, device), "grad_checkpoint": cfg.grad_checkpoint,
-                "scoring_layer": backend.scoring_layer,
-            },
-            "notes": notes,
-            "complete": len(cells) == len(cfg.frames) * len(cfg.keeps),
-            "cells": cells,
-        }
 
     def write_json(cells: list[dict[str, Any]]) -> None:
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(make_report(cells), indent=2))
+            report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
+            args.json.write_text(json.dumps(report, indent=2))
 
     cells, scorer_used, notes = run_bench(backend, cfg, _log, on_cell=write_json)
-    report = make_report(cells)
+    report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
     print(format_table(report))
     for note in notes:
         print(f"note: {note}")

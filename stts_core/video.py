@@ -22,10 +22,12 @@ import numpy as np
 
 __all__ = [
     "SampledVideo",
+    "VideoFile",
     "VideoError",
     "VideoLimits",
     "frames_from_array",
     "load_video",
+    "open_video",
     "probe_video",
     "write_video",
 ]
@@ -335,11 +337,20 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def _iter_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline,
+    skipped: list[int] | None = None,
 ) -> Iterator[av.VideoFrame]:
+    """Decoded frames in order; a packet the decoder rejects is stepped over and counted in ``skipped``."""
     for packet in container.demux(stream):
         deadline.check()
-        yield from stream.decode(packet)
+        try:
+            frames = stream.decode(packet)
+        except av.error.InvalidDataError:
+            if skipped is None:
+                raise
+            skipped[0] += 1
+            continue
+        yield from frames
 
 
 def _decode_selected(
@@ -349,6 +360,7 @@ def _decode_selected(
     chosen: np.ndarray,
     deadline: _Deadline,
     convert: Callable[[av.VideoFrame], np.ndarray],
+    skipped: list[int] | None = None,
 ) -> list[tuple[int, np.ndarray]]:
     """Decode only what is needed to get the frames at timeline positions ``chosen`` (ascending).
 
@@ -365,13 +377,13 @@ def _decode_selected(
     last_pos = -1
     ordinal = -1
     can_seek = timeline.has_pts
-    frames = _iter_frames(container, stream, deadline)
+    frames = _iter_frames(container, stream, deadline, skipped)
     while k < n:
         deadline.check()
         if can_seek and int(key_pos[k]) - last_pos > _MIN_SEEK_SKIP:
             try:
                 container.seek(int(timeline.key_pts[chosen[k]]), stream=stream, backward=True, any_frame=False)
-                frames = _iter_frames(container, stream, deadline)
+                frames = _iter_frames(container, stream, deadline, skipped)
                 last_pos = int(key_pos[k]) - 1
             except _AV_ERRORS:
                 can_seek = False
@@ -438,29 +450,133 @@ def _inspect(container: av.container.InputContainer, limits: VideoLimits, deadli
 # public API
 
 
+class VideoFile:
+    """One video file, opened once per request: content checked, header probed, packet timeline read,
+    then any number of samplings decoded from the same container (each frame count decoded once).
+
+    Use as a context manager, or call ``close``; ``info`` is what ``probe_video`` returns and
+    ``skipped_packets`` counts damaged packets that decoding stepped over.
+    """
+
+    def __init__(self, path: Path, container: av.container.InputContainer, info: dict[str, Any],
+                 timeline: _Timeline, limits: VideoLimits) -> None:
+        self.path = path
+        self.info = info
+        self.limits = limits
+        self.skipped_packets = 0
+        self._container: av.container.InputContainer | None = container
+        self._timeline = timeline
+        self._samples: dict[int, SampledVideo] = {}
+
+    def __enter__(self) -> VideoFile:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def sample(self, num_frames: int) -> SampledVideo:
+        """``num_frames`` frames spread uniformly in time (see ``load_video``); cached per frame count."""
+        n = _validate_num_frames(num_frames, self.limits)
+        n = min(n, len(self._timeline.pts))
+        if n not in self._samples:
+            self._samples[n] = self._decode(n)
+        return self._samples[n]
+
+    def _times(self) -> tuple[np.ndarray, float]:
+        """Presentation time of every frame in seconds from the stream start, and the clip's end."""
+        timeline, info = self._timeline, self.info
+        if timeline.has_pts and info["time_base"] > 0:
+            first = int(timeline.pts[0])
+            start_pts = info["start_pts"]
+            origin = start_pts if (start_pts is not None and start_pts <= first) else first
+            times = (timeline.pts - origin).astype(np.float64) * info["time_base"]
+            return times, float(timeline.end_pts - origin) * info["time_base"]
+        times = timeline.pts.astype(np.float64) / info["fps"]
+        return times, len(times) / info["fps"]
+
+    def _decode(self, n: int) -> SampledVideo:
+        if self._container is None:
+            raise VideoError("The video was already closed.")
+        times, end = self._times()
+        chosen = _select_uniform(times, float(times[0]), end, n)
+        turns = _quarter_turns(self.info["rotation"])
+        out_w, out_h = _target_size(self.info["coded_width"], self.info["coded_height"], self.limits.max_side)
+
+        def convert(frame: av.VideoFrame) -> np.ndarray:
+            rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA").to_ndarray()
+            return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+
+        deadline = _Deadline(self.limits.decode_timeout_s)
+        container = self._container
+        stream = _video_stream(container)
+        _rewind(container, stream)
+        counter = [0]
+        try:
+            decoded = _decode_selected(container, stream, self._timeline, chosen, deadline, convert, counter)
+        except _AV_ERRORS as err:
+            raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
+        self.skipped_packets = max(self.skipped_packets, counter[0])
+        if not decoded:
+            raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
+        got = np.asarray([pos for pos, _ in decoded], dtype=np.int64)
+        info = self.info
+        return SampledVideo(
+            frames=np.stack([arr for _, arr in decoded]), timestamps=times[got].astype(np.float64), indices=got,
+            fps=float(info["fps"]), duration=float(info["duration"]), total_frames=int(info["total_frames"]),
+            width=int(info["width"]), height=int(info["height"]),
+            extra={"rotation": info["rotation"], "codec": info["codec"], "container": info["container"],
+                   "skipped_packets": self.skipped_packets},
+        )
+
+
+def _rewind(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
+    """Back to the first packet after the timeline scan, so sampling decodes from the start."""
+    try:
+        container.seek(0, backward=True, any_frame=False)
+    except _AV_ERRORS as err:
+        raise VideoError("The video could not be read again from its start; it may be a live stream.") from err
+    stream.codec_context.flush_buffers()
+
+
+def open_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoFile:
+    """Check that ``path`` is a readable video within ``limits``, probe it and read its timeline,
+    all from one open container. The content decides, not the file name: FFmpeg probes the bytes, and
+    one frame is decoded so a file that opens but cannot be decoded is rejected here rather than
+    halfway through a run."""
+    p = _check_file(path, limits)
+    deadline = _Deadline(limits.decode_timeout_s)
+    container = _open(p)
+    try:
+        deadline.check()
+        info = _inspect(container, limits, deadline)
+        stream = _video_stream(container)
+        _rewind(container, stream)
+        timeline = _read_timeline(container, stream, deadline, info["fps"])
+        info["time_base"] = float(stream.time_base) if stream.time_base else 0.0
+        info["start_pts"] = stream.start_time
+        _apply_timeline(info, timeline, info["time_base"])
+        _check_duration(info["duration"], limits)
+    except BaseException:
+        container.close()
+        raise
+    return VideoFile(p, container, info, timeline, limits)
+
+
 def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> dict[str, Any]:
     """Check that ``path`` is a readable video within ``limits`` and describe it.
 
-    The content decides, not the file name: FFmpeg probes the bytes, and one frame is decoded so a
-    file that opens but cannot be decoded is rejected here rather than halfway through a run.
-
-    Returns ``fps`` (float), ``duration`` (seconds), ``total_frames`` (from the header, or estimated from
-    duration x fps), ``width``/``height`` (display size after rotation), ``coded_width``/``coded_height``,
+    Returns ``fps`` (float), ``duration`` (seconds), ``total_frames`` (counted from the packets),
+    ``width``/``height`` (display size after rotation), ``coded_width``/``coded_height``,
     ``rotation`` (counter-clockwise degrees applied to the pictures: 0, 90, 180 or 270), ``codec`` and
-    ``container``. Fields the header lacks are measured by reading the packet timeline.
+    ``container``.
     """
-    p = _check_file(path, limits)
-    deadline = _Deadline(limits.decode_timeout_s)
-    with _open(p) as container:
-        deadline.check()
-        info = _inspect(container, limits, deadline)
-    if info["duration"] is None or info["fps"] is None or info["total_frames"] <= 0:
-        with _open(p) as container:
-            stream = _video_stream(container)
-            timeline = _read_timeline(container, stream, deadline, info["fps"])
-            _apply_timeline(info, timeline, float(stream.time_base) if stream.time_base else 0.0)
-        _check_duration(info["duration"], limits)
-    return info
+    with open_video(path, limits) as video:
+        return {k: v for k, v in video.info.items() if k not in ("time_base", "start_pts")}
 
 
 def _check_duration(duration: float | None, limits: VideoLimits) -> None:
@@ -483,63 +599,12 @@ def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLim
 
     ``indices`` are positions in the decoded (presentation-ordered) frame sequence and ``timestamps`` are
     seconds from the stream start. Frames are RGB uint8, rotated for display and downscaled so the
-    longest side is at most ``limits.max_side``.
+    longest side is at most ``limits.max_side``. Damaged packets are stepped over and counted in
+    ``extra["skipped_packets"]``.
     """
     n = _validate_num_frames(num_frames, limits)
-    p = _check_file(path, limits)
-    deadline = _Deadline(limits.decode_timeout_s)
-
-    with _open(p) as container:
-        deadline.check()
-        info = _inspect(container, limits, deadline)
-
-    with _open(p) as container:
-        stream = _video_stream(container)
-        timeline = _read_timeline(container, stream, deadline, info["fps"])
-        time_base = float(stream.time_base) if stream.time_base else 0.0
-        start_pts = stream.start_time
-    _apply_timeline(info, timeline, time_base)
-    _check_duration(info["duration"], limits)
-
-    if timeline.has_pts and time_base > 0:
-        first = int(timeline.pts[0])
-        origin = start_pts if (start_pts is not None and start_pts <= first) else first
-        times = (timeline.pts - origin).astype(np.float64) * time_base
-        end = float(timeline.end_pts - origin) * time_base
-    else:
-        times = timeline.pts.astype(np.float64) / info["fps"]
-        end = len(times) / info["fps"]
-    chosen = _select_uniform(times, float(times[0]), end, n)
-
-    turns = _quarter_turns(info["rotation"])
-    out_w, out_h = _target_size(info["coded_width"], info["coded_height"], limits.max_side)
-
-    def convert(frame: av.VideoFrame) -> np.ndarray:
-        rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA").to_ndarray()
-        return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
-
-    with _open(p) as container:
-        stream = _video_stream(container)
-        stream.thread_type = "AUTO"
-        try:
-            decoded = _decode_selected(container, stream, timeline, chosen, deadline, convert)
-        except _AV_ERRORS as err:
-            raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
-    if not decoded:
-        raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
-
-    got = np.asarray([pos for pos, _ in decoded], dtype=np.int64)
-    return SampledVideo(
-        frames=np.stack([arr for _, arr in decoded]),
-        timestamps=times[got].astype(np.float64),
-        indices=got,
-        fps=float(info["fps"]),
-        duration=float(info["duration"]),
-        total_frames=int(info["total_frames"]),
-        width=int(info["width"]),
-        height=int(info["height"]),
-        extra={"rotation": info["rotation"], "codec": info["codec"], "container": info["container"]},
-    )
+    with open_video(path, limits) as video:
+        return video.sample(n)
 
 
 def _apply_timeline(info: dict[str, Any], timeline: _Timeline, time_base: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -29,8 +30,27 @@ def numpy_cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_aux_loss_weight():
-    assert AUX_LOSS_WEIGHT == 0.5
+@pytest.mark.parametrize("seed", range(4))
+def test_aux_loss_equals_an_independent_numpy_computation(seed):
+    """STTS_SPEC "Training signal" with loops: f = the group's patch vectors concatenated (padded slots
+    left out, which adds nothing to dot products or norms) and L2-normalised; mean over frames t >= 1 and
+    groups of (s(t, g) - (1 - cos(f(t-1, g), f(t, g))))^2."""
+    rng = np.random.default_rng(seed)
+    num_frames, num_patches, dim = int(rng.integers(2, 6)), 7, 3
+    features = rng.standard_normal((num_frames, num_patches, dim))
+    features[1] = features[0]  # a static frame: target 0
+    groups = np.array([[0, 1, 2], [3, 4, -1], [5, 6, -1]])
+    scores = rng.random((num_frames, len(groups)))
+    squared = []
+    for t in range(1, num_frames):
+        for patches in groups:
+            previous = features[t - 1, patches[patches >= 0]].reshape(-1)
+            current = features[t, patches[patches >= 0]].reshape(-1)
+            squared.append((scores[t, len(squared) % len(groups)] - (1.0 - numpy_cos(previous, current))) ** 2)
+    loss = temporal_aux_loss(torch.from_numpy(scores), torch.from_numpy(features), torch.from_numpy(groups))
+    assert math.isclose(float(loss), float(np.mean(squared)), rel_tol=1e-5, abs_tol=1e-7)
+    target = temporal_redundancy(torch.from_numpy(features), torch.from_numpy(groups))
+    np.testing.assert_allclose(target[0].numpy(), 0.0, atol=1e-6)
 
 
 def test_redundancy_target_by_hand():

@@ -52,7 +52,7 @@ def test_keep_one_matches_baseline(micro_backend, video, scorer):
     assert stts.visual_tokens == base.visual_tokens == 4 * GROUPS
     assert stts.prompt_tokens == base.prompt_tokens
     assert stts.vit_suffix_tokens == base.vit_suffix_tokens == 4 * PATCHES
-    assert result.keep.all() and result.keep.shape == (4, GROUPS)
+    assert result.keep_mask.all() and result.keep_mask.shape == (4, GROUPS)
     assert result.agree is True
 
 
@@ -75,10 +75,10 @@ def test_scorers_keep_exact_budget(micro_backend, video, scorer, keep_ratio):
     expected = kept_group_count(4, GROUPS, keep_ratio)
     assert expected == max(GROUPS, round(keep_ratio * GROUPS * 4))
     assert result.scorer_used == scorer
-    assert result.keep.shape == result.scores.shape == (4, GROUPS)
-    assert result.keep.dtype == bool
-    assert int(result.keep.sum()) == expected
-    assert bool(result.keep[0].all())
+    assert result.keep_mask.shape == result.scores.shape == (4, GROUPS)
+    assert result.keep_mask.dtype == bool
+    assert int(result.keep_mask.sum()) == expected
+    assert bool(result.keep_mask[0].all())
     assert np.isfinite(result.scores).all()
     assert result.scores.min() >= 0.0 and result.scores.max() <= 1.0
     stts, base = result.stts, result.baseline
@@ -88,7 +88,7 @@ def test_scorers_keep_exact_budget(micro_backend, video, scorer, keep_ratio):
     assert stts.vit_suffix_tokens == expected * 9
     assert base.vit_suffix_tokens == 4 * PATCHES
     # Among the prunable frames, every kept group scores at least as high as every pruned one.
-    rest_keep, rest_scores = result.keep[1:], result.scores[1:]
+    rest_keep, rest_scores = result.keep_mask[1:], result.scores[1:]
     if rest_keep.any() and (~rest_keep).any():
         assert rest_scores[rest_keep].min() >= rest_scores[~rest_keep].max()
 
@@ -97,7 +97,7 @@ def test_random_scorer_follows_seed(micro_backend, video):
     a = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=3, run_baseline=False, max_new_tokens=1))
     b = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=3, run_baseline=False, max_new_tokens=1))
     c = run(micro_backend, video, QUESTION, _settings(scorer="random", seed=4, run_baseline=False, max_new_tokens=1))
-    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.keep, b.keep)
+    assert np.array_equal(a.scores, b.scores) and np.array_equal(a.keep_mask, b.keep_mask)
     assert not np.array_equal(a.scores, c.scores)
 
 
@@ -112,7 +112,7 @@ def test_result_shapes_timings_and_json(micro_backend, video):
         assert tuple(model_run.timings) == STAGES
         assert all(v >= 0.0 and math.isfinite(v) for v in model_run.timings.values())
         assert model_run.timings["vit_prefix"] > 0 and model_run.timings["llm_prefill"] > 0
-        assert model_run.ttft_s <= model_run.total_s
+        assert model_run.ttft_s <= model_run.model_s <= model_run.e2e_s
         assert model_run.num_frames == 4
     data = json.loads(json.dumps(result.to_json()))
     assert data["keep_mask_shape"] == [4, GROUPS]
@@ -137,7 +137,7 @@ def test_match_budget_doubles_frames_at_same_token_count(micro_backend, video):
     assert settings.stts_frames() == 8
     result = run(micro_backend, video, QUESTION, settings)
     assert result.stts.num_frames == 8 and result.frames.shape[0] == 8
-    assert result.keep.shape == (8, GROUPS)
+    assert result.keep_mask.shape == (8, GROUPS)
     assert result.baseline.num_frames == 4
     assert result.stts.visual_tokens == kept_group_count(8, GROUPS, 0.5)
     assert abs(result.stts.visual_tokens - result.baseline.visual_tokens) <= 1
@@ -159,9 +159,9 @@ def test_decoded_file_gives_requested_frames(micro_backend, mp4, frames):
     assert result.frames.shape[0] == frames
     assert result.frames.shape[1:] == (252, 252, 3)
     assert result.stts.num_frames == result.baseline.num_frames == frames
-    assert result.keep.shape == (frames, GROUPS)
+    assert result.keep_mask.shape == (frames, GROUPS)
     assert result.stts.timings["decode_video"] > 0 and result.baseline.timings["decode_video"] > 0
-    assert int(result.keep.sum()) == kept_group_count(frames, GROUPS, 0.5)
+    assert int(result.keep_mask.sum()) == kept_group_count(frames, GROUPS, 0.5)
 
 
 def test_decoded_frames_follow_the_clip(micro_backend, mp4, clip):
@@ -187,6 +187,8 @@ def test_first_run_reports_warmup(micro_checkpoint, video):
         ({}, "", "question"),
         ({}, "   ", "question"),
         ({}, "x" * 2001, "too long"),
+        ({}, "what is \ud800 this ?", "not valid text"),
+        ({}, None, "question"),
         ({"keep_ratio": 0.0}, QUESTION, "keep ratio"),
         ({"keep_ratio": 1.5}, QUESTION, "keep ratio"),
         ({"keep_ratio": float("nan")}, QUESTION, "keep ratio"),
@@ -223,14 +225,68 @@ def test_visual_pass_none_is_unmodified(micro_backend, video):
         plain = visual_pass(micro_backend, inputs, 1.0, "none")
         kept_all = visual_pass(micro_backend, inputs, 1.0, "learned")
         pruned = visual_pass(micro_backend, inputs, 0.5, "learned")
-    assert plain.scores is None and plain.keep is None and plain.prune is None
-    assert kept_all.prune is None and bool(kept_all.keep.all())
+    assert plain.scores is None and plain.keep_mask is None and plain.prune is None
+    assert kept_all.prune is None and bool(kept_all.keep_mask.all())
     assert torch.equal(plain.visual, kept_all.visual)
-    assert pruned.prune is not None and torch.equal(pruned.prune, pruned.keep)
-    assert pruned.visual.shape[0] == int(pruned.keep.sum()) == 8
+    assert pruned.prune is not None and torch.equal(pruned.prune, pruned.keep_mask)
+    assert pruned.visual.shape[0] == int(pruned.keep_mask.sum()) == 8
     assert pruned.suffix_tokens == 8 * 9 and plain.suffix_tokens == 4 * PATCHES
 
 
 def test_normalize_answer():
     assert pipeline.normalize_answer("  Two  Red. ") == "two red"
     assert pipeline.normalize_answer("") == ""
+
+
+def test_no_answer_is_never_agreement():
+    assert pipeline.answers_agree("Red.", " red ")
+    assert not pipeline.answers_agree("", "")
+    assert not pipeline.answers_agree("  ", "red")
+    assert not pipeline.answers_agree("red", "blue")
+
+
+def test_baseline_and_stts_share_one_open_and_one_decode(micro_backend, mp4, monkeypatch):
+    from stts_core import video as video_module
+
+    opened, decoded = [], []
+    real_open, real_decode = video_module.open_video, video_module.VideoFile._decode
+
+    def counting_open(*args, **kwargs):
+        opened.append(args[0])
+        return real_open(*args, **kwargs)
+
+    def counting_decode(self, n):
+        decoded.append(n)
+        return real_decode(self, n)
+
+    monkeypatch.setattr(pipeline, "open_video", counting_open)
+    monkeypatch.setattr(video_module.VideoFile, "_decode", counting_decode)
+    result = run(micro_backend, mp4, QUESTION, _settings(keep_ratio=0.5))
+    assert opened == [mp4] and decoded == [4]
+    assert result.baseline.timings["decode_video"] == result.stts.timings["decode_video"] == result.decode_s > 0
+    budget = run(micro_backend, mp4, QUESTION, _settings(keep_ratio=0.5, match_budget=True))
+    assert decoded == [4, 4, 8]  # a second frame count is decoded once more, from the same open file
+    assert budget.baseline.num_frames == 4 and budget.stts.num_frames == 8
+
+
+def test_speedups_use_the_pipeline_definitions(micro_backend, video):
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
+    base, stts = result.baseline, result.stts
+    assert base.ttft_s == pytest.approx(sum(base.timings[s] for s in pipeline.TTFT_STAGES))
+    assert base.model_s == pytest.approx(base.ttft_s + base.timings["decoding"])
+    assert base.e2e_s == pytest.approx(sum(base.timings.values()))
+    assert result.model_speedup == pytest.approx(base.model_s / stts.model_s)
+    assert result.e2e_speedup == pytest.approx(base.e2e_s / stts.e2e_s)
+
+
+def test_a_clip_shorter_than_asked_says_so(micro_backend, tmp_path):
+    short = write_video(tmp_path / "short.mp4", make_clip(2, num_frames=5).frames, fps=8.0)
+    result = run(micro_backend, short, QUESTION, _settings(num_frames=12, run_baseline=False))
+    assert result.stts.num_frames == 5
+    assert any("only 5 frames" in n for n in result.notes)
+
+
+def test_details_carry_scores_and_keep_mask(micro_backend, video):
+    data = json.loads(json.dumps(run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5)).to_json()))
+    assert np.asarray(data["keep_mask"]).shape == (4, GROUPS) and np.asarray(data["scores"]).shape == (4, GROUPS)
+    assert sum(map(sum, data["keep_mask"])) == data["kept_groups"] == 8

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from stts_core.selection import (
-    BIAS_FLOOR,
     attention_bias,
     groups_to_patch_mask,
     kept_group_count,
@@ -294,20 +293,58 @@ def test_attention_bias_range_extremes_and_broadcast():
         s = scores[t].double().numpy()
         for g in range(3):
             unit = (s[g] - s.min()) / (s.max() - s.min())
-            want = math.log(BIAS_FLOOR + (1 - BIAS_FLOOR) * unit)
+            want = math.log(math.exp(-2.0) + (1 - math.exp(-2.0)) * unit)
             values = group_value(bias, t, g)
             assert torch.allclose(values, torch.full_like(values, want), atol=1e-6, rtol=0)
 
 
-def test_attention_bias_floor_constant():
-    assert math.isclose(math.log(BIAS_FLOOR), -2.0, abs_tol=1e-12)
+def reference_bias(scores: np.ndarray, groups: np.ndarray, num_patches: int) -> np.ndarray:
+    """STTS_SPEC step 4 written out with loops: per frame t >= 1, s' = e^-2 + (1 - e^-2) * (s - min) / (max - min)
+    (1 when the frame's scores are all equal), log(s') added to every patch the group covers; frame 0 gets 0."""
+    bias = np.zeros((scores.shape[0], num_patches))
+    for t in range(1, scores.shape[0]):
+        lo, hi = scores[t].min(), scores[t].max()
+        for g, patches in enumerate(groups):
+            unit = (scores[t, g] - lo) / (hi - lo) if hi > lo else 1.0
+            for p in patches[patches >= 0]:
+                bias[t, p] += math.log(math.exp(-2.0) + (1.0 - math.exp(-2.0)) * unit)
+    return bias
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_attention_bias_equals_an_independent_loop_computation(seed):
+    rng = np.random.default_rng(seed)
+    num_frames, num_groups = int(rng.integers(2, 7)), int(rng.integers(2, 6))
+    scores = rng.random((num_frames, num_groups))
+    scores[rng.integers(1, num_frames)] = 0.25  # a frame whose groups all score the same
+    scores[1, 0] = 0.0  # sigmoid underflow: the bias stays finite (-2), never log(0)
+    groups = rng.permutation(num_groups * 2 + 1)[: num_groups * 2].reshape(num_groups, 2)  # one patch uncovered
+    groups[0, 1] = -1  # a partial window
+    bias = attention_bias(torch.from_numpy(scores), torch.from_numpy(groups), num_groups * 2 + 1)
+    assert torch.isfinite(bias).all()
+    np.testing.assert_allclose(bias.numpy(), reference_bias(scores, groups, num_groups * 2 + 1), atol=1e-12)
+
+
+def test_attention_bias_depends_only_on_the_order_of_scores_within_a_frame():
+    """Min-max rescaling per frame: a positive scale and a shift of one frame's scores change nothing;
+    within a frame a higher score never gets a lower bias."""
+    scores = make_scores(11).double()
+    moved = scores.clone()
+    moved[2] = 0.001 * moved[2] + 0.3
+    moved[4] = 5.0 * moved[4] - 1.0
+    bias = attention_bias(scores, GROUPS, NUM_PATCHES)
+    torch.testing.assert_close(attention_bias(moved, GROUPS, NUM_PATCHES), bias, atol=1e-9, rtol=0)
+    for t in range(1, scores.shape[0]):
+        order = scores[t].argsort()
+        values = torch.stack([group_value(bias, t, int(g))[0] for g in order])
+        assert bool((values[1:] >= values[:-1]).all())
 
 
 def test_attention_bias_does_not_leak_to_patch_zero_through_padding():
     scores = torch.tensor([[0.3, 0.3, 0.3], [1.0, 0.5, 0.0]])
     groups = torch.tensor([[1, 2], [3, -1], [4, -1]])
     bias = attention_bias(scores, groups, 5)
-    middle = math.log(BIAS_FLOOR + (1 - BIAS_FLOOR) * 0.5)
+    middle = math.log(math.exp(-2.0) + (1 - math.exp(-2.0)) * 0.5)
     torch.testing.assert_close(bias[1], torch.tensor([0.0, 0.0, 0.0, middle, -2.0]))
     assert torch.equal(bias[0], torch.zeros(5))
 

@@ -9,23 +9,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from stts_core.backends.base import VideoBackend
 from stts_core.backends.molmo2 import load_molmo2
+from stts_core.from_scratch import VISION_PREFIXES, DenseTargets, GroupProbe, clip_gradients, stage_at
+from stts_core.objective import score_logits, stts_loss
 from stts_core.pipeline import visual_pass
 from stts_core.synthetic import make_clip
-from stts_core.train import (
-    VISION_PREFIXES,
-    GroupProbe,
-    Sample,
-    _padded_answer_pass,
-    answer_ids,
-    answer_loss,
-    answer_pass,
-    clip_gradients,
-    lr_at,
-    main,
-    stage_at,
-    stts_loss,
-)
+from stts_core.train import lr_at, main, validation_keep, warn_if_saturated
+from stts_core.train_data import Sample
+
+
+def _clip_loss(backend: VideoBackend, sample: Sample, keep: float, **kwargs) -> dict[str, torch.Tensor]:
+    """The objective on one clip, preprocessing done first as the training loop does it."""
+    prepared = backend.prepare_questions(sample.frames, [q for q, _ in sample.qas], sample.metadata)
+    return stts_loss(backend, prepared, [a for _, a in sample.qas], keep, **kwargs)
 
 
 def _log(out: Path) -> list[dict]:
@@ -59,8 +56,8 @@ def test_checkpoint_is_safetensors_and_loads_through_the_normal_loader(trained: 
     assert backend.has_learned_scorer
     assert json.loads((trained / "trainer_state.json").read_text())["step"] == 20
     clip = make_clip(7, num_frames=4)
-    loss = stts_loss(backend, Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer), 0.5)
-    assert math.isfinite(float(loss["loss"]))
+    loss = _clip_loss(backend, Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer), 0.5)
+    assert math.isfinite(float(loss["loss"].detach()))
 
 
 def test_resume_continues_from_the_saved_step(trained: Path) -> None:
@@ -78,7 +75,7 @@ def test_loss_reaches_every_part_of_the_model(trained: Path) -> None:
     clip = make_clip(3, num_frames=4)
     sample = Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer,
                     more=[(q.question, q.answer) for q in clip.qas[1:]])
-    stts_loss(backend, sample, 0.5)["loss"].backward()
+    _clip_loss(backend, sample, 0.5)["loss"].backward()
     named = dict(backend.model.named_parameters())
     for name in ("temporal_token_scorer.mlp.w1.weight", "temporal_token_scorer.patch_token_pooler.wq.weight",
                  "model.vision_tower.layers.0.mlp.fc1.weight", "lm_head.weight"):
@@ -88,7 +85,7 @@ def test_loss_reaches_every_part_of_the_model(trained: Path) -> None:
 
 def _one_question_loss(backend, prompt: dict, answer: str, visual: torch.Tensor) -> torch.Tensor:
     """The plain way: one question, labels on the answer, the model's own loss."""
-    target = torch.tensor([answer_ids(backend, answer)])
+    target = torch.tensor([backend.answer_ids(answer)])
     n = prompt["input_ids"].shape[1]
     llm = {"input_ids": torch.cat([prompt["input_ids"], target], 1),
            "attention_mask": torch.cat([prompt["attention_mask"], torch.ones_like(target)], 1),
@@ -109,26 +106,33 @@ def test_batched_answer_loss_equals_one_question_at_a_time(trained: Path, keep: 
     with torch.no_grad():
         vp = visual_pass(backend, prepared[0], keep, "learned" if keep < 1 else "none")
         prompts = [backend.llm_inputs(p, vp.prune) for p in prepared]
-        batched = answer_loss(backend, prompts, [a for _, a in qas], vp.visual)
+        batched = backend.answer_pass(prompts, [a for _, a in qas], vp.visual)[0]
         singles = [_one_question_loss(backend, p, a, vp.visual) for p, (_, a) in zip(prompts, qas, strict=True)]
     torch.testing.assert_close(batched, torch.stack(singles).mean(), atol=1e-5, rtol=1e-5)
     # Layer 0 is the LLM's input: its visual positions hold the visual tokens, in order, each added
     # to the placeholder's embedding.
     with torch.no_grad():
-        loss, hidden = answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=0)
+        loss, hidden = backend.answer_pass(prompts, [a for _, a in qas], vp.visual, hidden_layer=0)
         placeholder = backend.model.get_input_embeddings().weight[backend.image_token_id]
     torch.testing.assert_close(loss, batched)
     torch.testing.assert_close(hidden, vp.visual.to(hidden.dtype) + placeholder)
     with pytest.raises(ValueError, match="hidden_layer"):
-        answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=99)
+        backend.answer_pass(prompts, [a for _, a in qas], vp.visual, hidden_layer=99)
     # The video prefix runs once and the questions on its cache: the same as all rows in full.
     with torch.no_grad():
-        shared = answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
-        padded = _padded_answer_pass(backend, prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
-        alone = answer_pass(backend, prompts[:1], [qas[0][1]], vp.visual)[0]
+        shared = backend.answer_pass(prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
+        padded = backend._padded_answer_pass(prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
+        alone = backend.answer_pass(prompts[:1], [qas[0][1]], vp.visual)[0]
     torch.testing.assert_close(shared[0], padded[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(shared[1], padded[1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone, singles[0], atol=1e-5, rtol=1e-5)
+    # Training with gradient checkpointing (no KV cache) takes the padded pass and gets the same loss.
+    backend.model.train()
+    backend.set_gradient_checkpointing(True)
+    checkpointed = backend.answer_pass(prompts, [a for _, a in qas], vp.visual, hidden_layer=2)
+    assert checkpointed[0].requires_grad
+    torch.testing.assert_close(checkpointed[0].detach(), shared[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(checkpointed[1].detach(), shared[1], atol=1e-5, rtol=1e-5)
 
 
 def test_from_scratch_aids_run_and_save_the_probe(tmp_path: Path) -> None:
@@ -189,21 +193,22 @@ def test_dense_loss_follows_the_kept_groups_and_reaches_the_vit(trained: Path) -
     clip = make_clip(5, num_frames=4)
     prepared = backend.prepare(clip.frames, clip.qas[0].question)
     labels = group_labels(clip.scene, *prepared.grid)
-    probe = GroupProbe(backend.model.config.text_config.hidden_size)
-    sample = Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer, labels=labels)
-    parts = stts_loss(backend, sample, 0.5, probe=probe, probe_weight=1.0)
+    probe = GroupProbe(backend.llm_hidden_size)
+    dense = DenseTargets(probe, labels, 2.0, prepared)
+    parts = stts_loss(backend, [prepared], [clip.qas[0].answer], 0.5, dense=dense)
     assert float(parts["dense"]) > 0
+    torch.testing.assert_close(parts["loss"].detach(), parts["task"] + 0.5 * parts["aux"] + 2.0 * parts["dense"])
     parts["loss"].backward()
     params = dict(backend.model.named_parameters())
     assert float(params["model.vision_tower.layers.0.mlp.fc1.weight"].grad.abs().sum()) > 0
     assert float(probe.motion.weight.grad.abs().sum()) > 0  # the motion head reads the LLM states
     with pytest.raises(ValueError, match="do not match"):
-        stts_loss(backend, Sample(clip.frames, "x ?", "red", labels=labels[:, :3]), 1.0, probe=probe, probe_weight=1.0)
+        DenseTargets(probe, labels[:, :3], 1.0, prepared)
 
 
 def test_answer_ids_end_with_eos(trained: Path) -> None:
     backend = load_molmo2(str(trained), device="cpu")
-    ids = answer_ids(backend, "red")
+    ids = backend.answer_ids("red")
     assert ids[-1] == backend.tokenizer.eos_token_id
     assert backend.tokenizer.decode(ids[:-1]).strip() == "red"
 
@@ -216,10 +221,106 @@ def test_lr_schedule_warms_up_decays_and_respects_the_time_budget() -> None:
     assert lr_at(20, 100, 1.0, 10) > lr_at(60, 100, 1.0, 10)
 
 
-@pytest.mark.parametrize("bad", [["--keep", "0"], ["--keep", "1.5"], ["--keep-choices", "0.5", "2"]])
-def test_bad_keep_ratio_is_refused(tmp_path: Path, bad: list[str]) -> None:
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+BAD_ARGS = [
+    ["--keep", "0"], ["--keep", "1.5"], ["--keep", "nan"], ["--keep-choices", "0.5", "2"], ["--frames", "4.5"],
+    ["--frames", "0"], ["--steps", "0"], ["--batch", "-1"], ["--lr", "-1e-3"], ["--lr", "inf"],
+    ["--aux-weight", "-0.5"], ["--dense-weight", "-1"], ["--grounding", "-2"], ["--weight-decay", "nan"],
+    ["--curriculum", "4:4:10"], ["--curriculum", "1:4"], ["--scorer", "learned", "random"], ["--scorer", "best"],
+    ["--preset", "huge"], ["--model", "x"],  # --model and --preset together
+    ["--data", "/nonexistent/data.jsonl"],
+]
+
+
+@pytest.mark.parametrize("bad", BAD_ARGS, ids=" ".join)
+def test_bad_values_are_one_line_argparse_errors(tmp_path: Path, capsys: pytest.CaptureFixture, bad: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
         main(["--preset", "micro", "--out", str(tmp_path / "x"), "--steps", "1", *bad])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error:" in line]) == 1, err
+    assert not (tmp_path / "x").exists()
+
+
+def test_neither_model_nor_preset_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert "--preset" in capsys.readouterr().err
+
+
+def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: VideoBackend) -> None:
+    """The objective against the same pieces put together by hand: the learned scorer's scores, the aux loss
+    on block k's features, the answer loss through the pruned path; "none" is the plain model, no aux."""
+    from stts_core.losses import temporal_aux_loss
+
+    clip = make_clip(4, num_frames=4)
+    qas = [(q.question, q.answer) for q in clip.qas[:2]]
+    prepared = micro_backend.prepare_questions(clip.frames, [q for q, _ in qas])
+    answers = [a for _, a in qas]
+    with torch.no_grad():
+        parts = stts_loss(micro_backend, prepared, answers, 0.5)
+        prefix = micro_backend.vit_prefix(prepared[0])
+        scores = micro_backend.learned_scores(prefix, prepared[0])
+        aux = temporal_aux_loss(scores, prefix.hidden, prepared[0].groups)
+        vp = visual_pass(micro_backend, prepared[0], 0.5, "learned")
+        task = micro_backend.answer_pass([micro_backend.llm_inputs(p, vp.prune) for p in prepared], answers,
+                                         vp.visual)[0]
+        plain = stts_loss(micro_backend, prepared, answers, 0.5, scorer="none")
+        unpruned = visual_pass(micro_backend, prepared[0], 1.0, "none")
+        plain_task = micro_backend.answer_pass([micro_backend.llm_inputs(p, None) for p in prepared], answers,
+                                               unpruned.visual)[0]
+        no_aux = stts_loss(micro_backend, prepared, answers, 0.5, aux_weight=0.0)
+    torch.testing.assert_close(parts["aux"], aux)
+    torch.testing.assert_close(parts["task"], task)
+    torch.testing.assert_close(parts["loss"], task + 0.5 * aux)
+    assert float(aux) > 0 and parts["score_logits"].shape == (3 * prepared[0].groups.shape[0],)
+    torch.testing.assert_close(plain["loss"], plain_task)
+    assert float(plain["aux"]) == 0.0 and "score_logits" not in plain
+    assert float((plain["task"] - parts["task"]).abs()) > 0  # pruning changed what the LLM saw
+    torch.testing.assert_close(no_aux["loss"], task)
+    with pytest.raises(ValueError, match="one answer per"):
+        stts_loss(micro_backend, prepared, answers[:1], 0.5)
+
+
+def test_validation_keep_is_the_smallest_pruned_ratio() -> None:
+    assert validation_keep([1.0, 0.7, 0.3]) == 0.3
+    assert validation_keep([0.5]) == 0.5
+    assert validation_keep([1.0]) == 0.5
+
+
+def test_score_logits_invert_the_sigmoid_over_prunable_frames() -> None:
+    logits = torch.tensor([[9.0, 9.0], [-3.0, 0.5], [-20.0, 4.0]])
+    got = score_logits(torch.sigmoid(logits))
+    torch.testing.assert_close(got, logits[1:].reshape(-1), atol=1e-3, rtol=1e-4)  # frame 0 left out
+    assert got.requires_grad is False
+
+
+def test_saturation_warning_only_below_the_threshold(capsys: pytest.CaptureFixture) -> None:
+    warn_if_saturated({"step": 3, "score_logit_median": -12.5})
+    assert "saturated" in capsys.readouterr().out
+    warn_if_saturated({"step": 4, "score_logit_median": -9.5})
+    warn_if_saturated({"step": 5})
+    assert capsys.readouterr().out == ""
+
+
+def test_log_holds_the_scorer_logit_range(trained: Path) -> None:
+    log = _log(trained)
+    for r in log:
+        assert r["score_logit_min"] <= r["score_logit_median"] <= r["score_logit_max"]
+    assert len({r["score_logit_median"] for r in log}) > 1  # it follows the scorer as it trains
+
+
+def test_several_keep_ratios_are_drawn_per_sample_and_json_written(tmp_path: Path) -> None:
+    """--keep 1.0 0.5: some samples unpruned; the result JSON is the last log record, validated at 0.5."""
+    out, result = tmp_path / "run", tmp_path / "result.json"
+    args = ["--preset", "micro", "--out", str(out), "--steps", "2", "--batch", "3", "--frames", "4",
+            "--eval-every", "1000", "--save-every", "1000", "--keep", "1.0", "0.5", "--json", str(result)]
+    assert main(args) == 0
+    record = json.loads(result.read_text())
+    assert record == _log(out)[-1]
+    assert record["step"] == 2 and 0.0 <= record["val_acc_keep"] <= 1.0
+    assert json.loads((out / "trainer_state.json").read_text())["args"]["keep"] == [1.0, 0.5]
 
 
 def test_jsonl_data_trains(tmp_path: Path) -> None:
@@ -232,6 +333,29 @@ def test_jsonl_data_trains(tmp_path: Path) -> None:
     assert main(args) == 0
     assert len(_log(out)) == 2
     assert torch.isfinite(torch.tensor([r["task_loss"] for r in _log(out)])).all()
+    # Each pass visits every line once, in a seeded order; `start` resumes mid-pass.
+    from itertools import islice
+
+    from stts_core.train_data import jsonl_samples
+
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    first = [(s.question, s.answer) for s in islice(jsonl_samples(jsonl, 4, seed=0, start=0), 2 * len(rows))]
+    assert sorted(first[:len(rows)]) == sorted((r["question"], r["answer"]) for r in rows)
+    assert sorted(first[len(rows):]) == sorted(first[:len(rows)]) and first[len(rows):] != first[:len(rows)]
+    resumed = [(s.question, s.answer) for s in islice(jsonl_samples(jsonl, 4, seed=0, start=3), 4)]
+    assert resumed == first[3:7]
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", '{"video": "a.mp4", "question": "q"}\n', "[1, 2]\n", "{not json\n",
+                                     '{"video": "missing.mp4", "question": "q", "answer": "a"}\n'])
+def test_unusable_jsonl_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture, content: str) -> None:
+    data = tmp_path / "data.jsonl"
+    data.write_text(content)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--preset", "micro", "--data", str(data), "--out", str(tmp_path / "run"), "--steps", "1"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len([x for x in err.splitlines() if x.startswith("error:")]) == 1, err
 
 
 def test_gradient_clipping_keeps_the_vision_side_from_shrinking_the_llm_step(trained: Path) -> None:
@@ -243,3 +367,29 @@ def test_gradient_clipping_keeps_the_vision_side_from_shrinking_the_llm_step(tra
     vision = torch.stack([p.grad.norm() for n, p in named.items() if n.startswith(VISION_PREFIXES)]).norm()
     assert float(vision) == pytest.approx(1.0, rel=1e-4)
     assert float(named["lm_head.weight"].grad.max()) == pytest.approx(1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_take_the_same_steps_as_one(tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo) and one process, same global batch: the same logged losses;
+    only process 0 writes the log and the checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root), HF_HUB_OFFLINE="1")
+    args = ["-m", "stts_core.train", "--preset", "micro", "--steps", "3", "--batch", "4", "--frames", "4",
+            "--eval-every", "1000", "--save-every", "1000", "--keep", "1.0", "0.5", "--lr", "3e-3", "--warmup", "2"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for command, out in ((launcher, tmp_path / "two"), ([sys.executable], tmp_path / "one")):
+        done = subprocess.run([*command, *args, "--out", str(out)], cwd=root, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["step"] for r in two] == [1, 2, 3]
+    for a, b in zip(one, two, strict=True):
+        for key in ("task_loss", "aux_loss", "score_logit_median"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
+    assert one[-1]["task_loss"] < one[0]["task_loss"]
+    assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["step"] == 3

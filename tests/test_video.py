@@ -460,3 +460,67 @@ def test_select_uniform_properties(gaps: list[int], n: int) -> None:
         dist_chosen = np.abs(times[chosen] - targets)
         dist_best = np.abs(times[nearest] - targets)
         np.testing.assert_allclose(dist_chosen, dist_best)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# one open per request, damaged packets
+
+
+def _corrupt_packets(src: Path, dst: Path, which: tuple[int, ...]) -> int:
+    """Copy ``src`` with the bytes of the given video packets replaced by noise; returns the packet count."""
+    with av.open(str(src)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in which:
+        pos, size = packets[i]
+        data[pos : pos + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return len(packets)
+
+
+def test_open_video_opens_the_container_once_for_probe_and_every_sampling(tmp_path: Path, monkeypatch) -> None:
+    path = write_test_clip(tmp_path / "c.mp4", 40)
+    opened: list[str] = []
+    real_open = av.open
+
+    def counting_open(*args, **kwargs):
+        opened.append(str(args[0]))
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(V.av, "open", counting_open)
+    with V.open_video(path) as video:
+        assert video.info["total_frames"] == 40
+        eight, four = video.sample(8), video.sample(4)
+        assert video.sample(8) is eight  # one decode per distinct frame count
+    assert opened == [str(path)]
+    np.testing.assert_array_equal(decode_ids(eight.frames), load_video(path, 8).indices)
+    np.testing.assert_array_equal(decode_ids(four.frames), load_video(path, 4).indices)
+
+
+def test_sampling_after_the_timeline_scan_matches_a_fresh_decode_at_every_count(tmp_path: Path) -> None:
+    path = write_test_clip(tmp_path / "c.mp4", 40)
+    with V.open_video(path) as video:
+        for n in (40, 7, 1, 13, 40):
+            sampled = video.sample(n)
+            np.testing.assert_array_equal(decode_ids(sampled.frames), sampled.indices)
+
+
+def test_damaged_packets_are_stepped_over_and_counted(tmp_path: Path) -> None:
+    from stts_core.synthetic import make_clip
+
+    good = write_video(tmp_path / "good.mp4", make_clip(3, num_frames=48).frames, fps=8)
+    bad = tmp_path / "bad.mp4"
+    assert _corrupt_packets(good, bad, (10, 20, 30)) == 48
+    video = load_video(bad, 48)
+    assert video.extra["skipped_packets"] == 3
+    assert 40 <= len(video.frames) < 48
+    assert load_video(good, 48).extra["skipped_packets"] == 0
+
+
+def test_a_closed_video_file_refuses_to_decode(tmp_path: Path) -> None:
+    path = write_test_clip(tmp_path / "c.mp4", 10)
+    video = V.open_video(path)
+    video.close()
+    with pytest.raises(VideoError, match="closed"):
+        video.sample(4)

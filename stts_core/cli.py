@@ -1,0 +1,152 @@
+"""One argument vocabulary for every command-line tool (`run`, `train`, `evaluate`, `bench`, `analyze`).
+
+Each tool builds its parser from the parent parsers here, so a flag means the same thing, takes
+the same values and fails the same way everywhere: a bad value is argparse's one-line
+``prog: error: ...`` with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn, TypeVar
+
+from stts_core.scoring import SCORER_KINDS
+
+DTYPE_NAMES = ("bf16", "fp16", "fp32")
+MAX_FRAMES = 512
+T = TypeVar("T")
+
+
+def keep_ratio(text: str) -> float:
+    """A keep ratio in (0, 1]: the fraction of vision tokens STTS keeps."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a keep ratio in (0, 1], got {text!r}") from None
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a keep ratio must be in (0, 1], got {text!r}")
+    return value
+
+
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type for whole numbers in [low, high]; '4.5' and 'nan' are refused, not rounded."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"expected a whole number {span}, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def question_text(text: str) -> str:
+    """A question: not empty, valid Unicode (no lone surrogates), at most 2000 characters."""
+    from stts_core.pipeline import validate_question
+
+    try:
+        return validate_question(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+frames = whole_number(1, MAX_FRAMES)
+max_new_tokens = whole_number(1, 1024)
+
+
+def model_options(default_model: str | None = None, required: bool = False) -> argparse.ArgumentParser:
+    """--model, --device, --dtype, --trust-remote-code: which model, where, in what precision."""
+    from stts_core.loading import DEFAULT_MODEL
+
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("model")
+    if required:
+        g.add_argument("--model", required=True, help="checkpoint directory or Hugging Face hub id")
+    else:
+        g.add_argument("--model", default=default_model or DEFAULT_MODEL,
+                       help="checkpoint directory or Hugging Face hub id (default: the built-in model)")
+    g.add_argument("--device", default=None, help="cuda when available, else cpu")
+    g.add_argument("--dtype", choices=DTYPE_NAMES, default=None, help="bf16 on CUDA, fp32 on the CPU by default")
+    g.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a hub model's own Python code to run (off unless asked for)")
+    return p
+
+
+def stts_options(keep: Sequence[float] = (0.5,), scorer: Sequence[str] = ("learned",),
+                 frames_default: int | Sequence[int] = 16, new_tokens: int = 16, multi_frames: bool = False,
+                 scorers: Sequence[str] = SCORER_KINDS) -> argparse.ArgumentParser:
+    """--keep R [R ...], --scorer S [S ...], --frames N (or N [N ...]), --max-new-tokens: what STTS runs with."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("STTS")
+    g.add_argument("--keep", type=keep_ratio, nargs="+", default=list(keep), metavar="R",
+                   help=f"keep ratio(s) in (0, 1] (default: {' '.join(f'{k:g}' for k in keep)})")
+    g.add_argument("--scorer", "--scorers", dest="scorer", choices=tuple(scorers), nargs="+", default=list(scorer),
+                   metavar="S", help=f"scorer(s): {', '.join(scorers)} (default: {' '.join(scorer)})")
+    if multi_frames:
+        g.add_argument("--frames", type=frames, nargs="+", default=list(frames_default),  # type: ignore[arg-type]
+                       help=f"frame counts, one cell each (1-{MAX_FRAMES})")
+    else:
+        g.add_argument("--frames", type=frames, default=frames_default, help=f"frames sampled per video (1-{MAX_FRAMES})")
+    g.add_argument("--max-new-tokens", "--new-tokens", dest="max_new_tokens", type=max_new_tokens,
+                   default=new_tokens, help="tokens generated per answer")
+    return p
+
+
+def output_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--json", type=file_path, default=None, help="write the result as JSON here")
+    return p
+
+
+def file_path(text: str):  # noqa: ANN201 - argparse type
+    from pathlib import Path
+
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, got an empty string")
+    return Path(text)
+
+
+def parser(prog: str, description: str | None, parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, parents=list(parents),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def exit_with_error(message: str, code: int = 2) -> NoReturn:
+    """A failure found after parsing (a model that cannot load, a video that cannot be read): one line."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def torch_dtype(name: str | None, device_type: str):  # noqa: ANN201 - torch imported lazily
+    """--dtype's name -> torch dtype; None -> bf16 on CUDA, fp32 elsewhere."""
+    import torch
+
+    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    return table[name or ("bf16" if device_type == "cuda" else "fp32")]
