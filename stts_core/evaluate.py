@@ -1,138 +1,121 @@
 """`python -m stts_core.evaluate`: accuracy of the unpruned model and of every scorer x keep ratio.
 
-By default on the synthetic world's held-out test split (fixed by seed), written as mp4 files and
-read back through the same decoding path the app uses. The vision side does not depend on the
-question, so each clip's ViT/scorer/connector pass is computed once per setting and shared by its
-questions.
+A view over `stts_core.analyze`, the one place accuracy is scored: the same datasets, the same shared
+computation (each clip decoded and run through the ViT once, each scorer's scores reused across keep
+ratios), the same scorer fallback (`pipeline.resolve_scorer`) and answer normalisation, reduced to one
+table. By default on the synthetic world's held-out test split, written as mp4 files and read back
+through the same decoding path the app uses.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import tempfile
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from tqdm import tqdm
-
-from stts_core.pipeline import normalize_answer, visual_pass
+from stts_core import analyze, cli
+from stts_core.analyze import BASELINE, AnalysisSettings, DatasetError, Example
+from stts_core.backends.base import VideoBackend
+from stts_core.pipeline import resolve_scorer
 from stts_core.scoring import SCORER_KINDS
-from stts_core.selection import validate_keep_ratio
-from stts_core.video import load_video
-
-
-def load_questions(jsonl: Path, limit: int | None) -> dict[Path, list[dict[str, Any]]]:
-    """Questions grouped by video file, in file order, at most `limit` questions."""
-    by_video: dict[Path, list[dict[str, Any]]] = defaultdict(list)
-    count = 0
-    for line in jsonl.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        video = Path(row["video"])
-        by_video[video if video.is_absolute() else jsonl.parent / video].append(row)
-        count += 1
-        if limit is not None and count >= limit:
-            break
-    return dict(by_video)
 
 
 def synthetic_test_split(out_dir: Path, num_questions: int, num_frames: int) -> Path:
-    """Write enough held-out clips for `num_questions` questions; return the JSONL path."""
-    from stts_core.synthetic import write_split
+    """The first `num_questions` held-out questions (clips written as mp4); returns their JSONL."""
+    return analyze.synthetic_split(Path(out_dir), "test", num_questions, num_frames)
 
-    clips = max(1, int(num_questions / 2.0) + 8)
-    while True:
-        jsonl = write_split(out_dir, "test", clips, num_frames=num_frames)
-        if sum(1 for line in jsonl.read_text().splitlines() if line.strip()) >= num_questions:
-            return jsonl
-        clips = int(clips * 1.3) + 1
+
+def load_questions(jsonl: Path, limit: int | None) -> dict[Path, list[dict[str, Any]]]:
+    """Raw JSONL rows grouped by video file, in file order, at most `limit` rows."""
+    by_video: dict[Path, list[dict[str, Any]]] = defaultdict(list)
+    rows = [json.loads(line) for line in Path(jsonl).read_text().splitlines() if line.strip()]
+    for row in rows[:limit]:
+        video = Path(row["video"])
+        by_video[video if video.is_absolute() else Path(jsonl).parent / video].append(row)
+    return dict(by_video)
+
+
+def _entry(cells: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    overall = next(c for c in cells if c["setting"] == key and c["type"] == "all")
+    by_type = {c["type"]: c["accuracy"] for c in cells if c["setting"] == key and c["type"] != "all"}
+    return {"accuracy": overall["accuracy"], "n": overall["with_gold"],
+            "by_type": dict(sorted(by_type.items())) or {"all": overall["accuracy"]}}
+
+
+def accuracy_report(analysis: analyze.Analysis) -> dict[str, Any]:
+    """The evaluate JSON: {"unpruned": {accuracy, n, by_type}, "results": [{scorer, keep, accuracy, n,
+    by_type, scorer_used}], "failed_rows"}; accuracy counts rows with a gold answer."""
+    cells = analysis.summary
+    used = {r["setting"]: r.get("scorer_used") for r in analysis.rows if r.get("scorer_used")}
+    results = [{"scorer": s.scorer, "keep": s.keep, **_entry(cells, s.key), "scorer_used": used.get(s.key)}
+               for s in analysis.settings.settings() if s.scorer != BASELINE]
+    return {"unpruned": _entry(cells, BASELINE), "results": results, "failed_rows": len(analysis.failed)}
 
 
 def evaluate(
-    backend: Any,
-    questions: dict[Path, list[dict[str, Any]]],
-    keeps: list[float],
-    scorers: list[str],
+    backend: VideoBackend,
+    examples: Sequence[Example],
+    keeps: Sequence[float],
+    scorers: Sequence[str],
     num_frames: int,
     max_new_tokens: int = 4,
+    show_bar: bool = False,
 ) -> dict[str, Any]:
     """Exact-match accuracy (normalised) for the unpruned model and each (scorer, keep)."""
-    settings = [("none", 1.0)] + [(s, k) for s in scorers for k in keeps]
-    correct: dict[tuple[str, float], int] = defaultdict(int)
-    by_type: dict[tuple[str, float], dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-    total = 0
-    with torch.no_grad():
-        for clip_index, (video, rows) in enumerate(tqdm(questions.items(), desc="evaluate", dynamic_ncols=True)):
-            sampled = load_video(video, num_frames)
-            prepared = [backend.prepare(sampled.frames, row["question"], sampled.metadata()) for row in rows]
-            total += len(rows)
-            for scorer, keep in settings:
-                vp = visual_pass(backend, prepared[0], keep, scorer, seed=clip_index)
-                for row, inputs in zip(rows, prepared, strict=True):
-                    gen = backend.generate(inputs, vp.visual, vp.prune, max_new_tokens=max_new_tokens)
-                    ok = int(normalize_answer(gen.text) == normalize_answer(row["answer"]))
-                    correct[(scorer, keep)] += ok
-                    stats = by_type[(scorer, keep)][row.get("qtype", "all")]
-                    stats[0] += ok
-                    stats[1] += 1
-
-    def acc(key: tuple[str, float]) -> float:
-        return correct[key] / max(1, total)
-
-    def types(key: tuple[str, float]) -> dict[str, float]:
-        return {t: c / n for t, (c, n) in sorted(by_type[key].items())}
-
-    return {
-        "unpruned": {"accuracy": acc(("none", 1.0)), "n": total, "by_type": types(("none", 1.0))},
-        "results": [{"scorer": s, "keep": k, "accuracy": acc((s, k)), "n": total, "by_type": types((s, k))}
-                    for s, k in settings[1:]],
-    }
+    cfg = AnalysisSettings(keeps=tuple(keeps), scorers=tuple(scorers), num_frames=num_frames,
+                           max_new_tokens=max_new_tokens)
+    return accuracy_report(analyze.run_analysis(backend, examples, cfg, show_bar=show_bar))
 
 
-def format_table(report: dict[str, Any], keeps: list[float], scorers: list[str]) -> str:
-    n = report["unpruned"]["n"]
-    lines = [f"held-out questions: {n}", f"unpruned: {100 * report['unpruned']['accuracy']:.1f}%", ""]
+def format_table(report: dict[str, Any], keeps: Sequence[float], scorers: Sequence[str]) -> str:
+    def pct(value: float | None) -> str:
+        return "     -    " if value is None else f"{100 * value:>6.1f}%    "
+
+    lines = [f"held-out questions: {report['unpruned']['n']}", f"unpruned: {pct(report['unpruned']['accuracy'])}", ""]
     lines.append("scorer      " + "".join(f"keep {k:<6g}" for k in keeps))
     for s in scorers:
         row = {r["keep"]: r["accuracy"] for r in report["results"] if r["scorer"] == s}
-        lines.append(f"{s:<12}" + "".join(f"{100 * row[k]:>6.1f}%    " for k in keeps))
+        used = {r["scorer_used"] for r in report["results"] if r["scorer"] == s} - {s, None}
+        lines.append(f"{s:<12}" + "".join(pct(row.get(k)) for k in keeps) + (f"(ran as {used.pop()})" if used else ""))
+    if report.get("failed_rows"):
+        lines.append(f"{report['failed_rows']} rows failed and are not counted (see python -m stts_core.analyze)")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    from stts_core.run import DEFAULT_MODEL, load_backend
+def build_parser() -> Any:
+    p = cli.parser("python -m stts_core.evaluate", __doc__,
+                   [cli.model_options(), analyze.stts_arguments(scorer=SCORER_KINDS, new_tokens=4),
+                    cli.output_options()])
+    p.add_argument("--data", default=None,
+                   help="folder with questions.csv/.jsonl, one of those files, a .zip, or synthetic:test[:N] "
+                        "(default: the synthetic test split)")
+    p.add_argument("--limit", type=cli.whole_number(1), default=500, help="number of questions")
+    return p
 
-    p = argparse.ArgumentParser(prog="python -m stts_core.evaluate", description=__doc__)
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--data", type=Path, default=None, help="JSONL of {video, question, answer}; default: synthetic test")
-    p.add_argument("--limit", type=int, default=500, help="number of questions")
-    p.add_argument("--keep", type=float, nargs="+", default=[0.5, 0.3, 0.2])
-    p.add_argument("--scorers", nargs="+", choices=SCORER_KINDS, default=list(SCORER_KINDS))
-    p.add_argument("--frames", type=int, default=16)
-    p.add_argument("--device", default=None)
-    p.add_argument("--json", type=Path, default=None)
-    args = p.parse_args(argv)
-    for k in args.keep:
-        validate_keep_ratio(k)
-    if args.limit < 1:
-        p.error("--limit must be at least 1")
-    backend = load_backend(args.model, args.device)
-    scorers = list(args.scorers)
-    if "learned" in scorers and not backend.has_learned_scorer:
-        print("note: this model has no trained scorer; 'learned' rows use random scorer weights")
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    backend = analyze.load_backend_from_args(args)
+    for scorer in dict.fromkeys(s for s in args.scorer if s in SCORER_KINDS):
+        for note in resolve_scorer(backend, scorer)[1]:
+            print(f"note: {note}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="stts-eval-") as tmp:
-        jsonl = args.data or synthetic_test_split(Path(tmp), args.limit, args.frames)
-        questions = load_questions(jsonl, args.limit)
-        report = evaluate(backend, questions, args.keep, scorers, args.frames)
+        try:
+            dataset = analyze.load_dataset(args.data or f"synthetic:test:{args.limit}", workdir=tmp,
+                                           limit=args.limit, num_frames=args.frames)
+        except DatasetError as err:
+            cli.exit_with_error(str(err))
+        report = evaluate(backend, dataset.examples, args.keep, args.scorer, args.frames, args.max_new_tokens,
+                          show_bar=True)
     report["model"] = args.model
-    print(format_table(report, args.keep, scorers))
+    print(format_table(report, args.keep, args.scorer))
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
-    return 0
+    return 1 if report["failed_rows"] else 0
 
 
 if __name__ == "__main__":
