@@ -21,6 +21,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -166,17 +167,32 @@ def _duration(source: str, video: Any, question: str, settings: RunSettings, lim
 
 @gpu_task(_duration)
 def run_on_device(source: str, video: str | VideoFile, question: str, settings: RunSettings, limits: VideoLimits,
-                  pairs: int = 1) -> list[RunResult]:
+                  pairs: int = 1, on_stage: Callable[[str, str], None] | None = None) -> list[RunResult]:
     """The model work of one request; the only function that runs on the GPU (spaces.GPU on ZeroGPU).
 
     Takes plain values (on ZeroGPU the video is a path, decoded inside) and finds the model in the
     process cache, so nothing large crosses into the GPU worker. `pairs` > 1 repeats the
-    baseline/STTS pair for precise timing; the video is decoded once for all of them.
+    baseline/STTS pair for precise timing; the video is decoded once for all of them. `on_stage`
+    (None on ZeroGPU, where it could not cross into the GPU worker) hears each pipeline stage.
     """
     backend = CACHE.peek(source)
     if backend is None:
         raise ModelLoadError(f"The model '{source}' is not loaded.")
-    return [run_pipeline(backend, video, question, settings, limits) for _ in range(max(1, pairs))]
+    return [run_pipeline(backend, video, question, settings, limits, on_stage) for _ in range(max(1, pairs))]
+
+
+def stage_progress(progress: gr.Progress, pairs: int = 1) -> Callable[[str, str], None]:
+    """A pipeline `on_stage` callback that moves the progress bar from 0.2 to 0.8 through both runs'
+    stages (and through every pair in precise mode), naming the stage that is running."""
+    steps = 2 * len(STAGES) * max(1, pairs)
+    done = [0]
+
+    def tell(run_name: str, stage: str) -> None:
+        done[0] = min(done[0] + 1, steps)
+        label = "Baseline" if run_name == "baseline" else "STTS"
+        progress(0.2 + 0.6 * done[0] / steps, desc=f"{label}: {STAGE_NAMES.get(stage, stage)}")
+
+    return tell
 
 
 def scorer_update(has_learned: bool, value: str | None) -> dict[str, Any]:
@@ -474,13 +490,15 @@ class Handlers:
                     if others else "")
             raise _fail(f"{self.choices.load_error(source, err)}{hint}") from err
 
-    def _infer(self, req: RunRequest, pairs: int) -> list[RunResult]:
+    def _infer(self, req: RunRequest, pairs: int, progress: gr.Progress = NO_PROGRESS) -> list[RunResult]:
         clip = self._clip(req.path)
         try:
             with clip.lock:
                 try:
                     video: str | VideoFile = req.path if on_zero_gpu() else clip.video
-                    return run_on_device(req.source, video, req.question, req.settings, self.limits, pairs)
+                    on_stage = None if on_zero_gpu() else stage_progress(progress, pairs)
+                    return run_on_device(req.source, video, req.question, req.settings, self.limits, pairs,
+                                         on_stage)
                 finally:
                     clip.video.forget_samples()  # between runs only the probe stays in memory
         except (VideoError, ValueError) as err:
@@ -511,7 +529,7 @@ class Handlers:
         pairs = PRECISE_PAIRS + 1 if req.precise else 1  # precise: one warm-up pair, then the measured ones
         progress(0.2, desc="Decoding the video once, then the baseline and STTS"
                  + (f" ({pairs} pairs)" if pairs > 1 else ""))
-        results = self._infer(req, pairs)
+        results = self._infer(req, pairs, progress)
         progress(0.8, desc="Rendering the masks video and the download")
         # The run shown is the last pair; the video was decoded once, for the first pair, and shared after.
         result = dataclasses.replace(results[-1], decode_s=results[0].decode_s)

@@ -6,6 +6,7 @@ The UI and the CLIs only read the `RunResult` this returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -270,10 +271,12 @@ def run_model(
     scorer: str,
     settings: RunSettings,
     decode_s: float = 0.0,
+    on_stage: Callable[[str], None] | None = None,
 ) -> tuple[ModelRun, VisualPass, PreparedInputs]:
-    """One timed run. scorer "none" is the unmodified model (the baseline)."""
+    """One timed run. scorer "none" is the unmodified model (the baseline). `on_stage` hears each
+    stage's name as it starts (outside the clock), for progress bars."""
     device = backend.device
-    timer = StageTimer(device)
+    timer = StageTimer(device, on_stage)
     timer.add("decode_video", decode_s)
     reset_peak_memory(device)
     with timer.stage("preprocess"):
@@ -281,6 +284,8 @@ def run_model(
     vp = visual_pass(backend, inputs, keep_ratio, scorer, settings.seed, settings.attention_bias, timer)
     with timer.stage("llm_prefill"):
         llm = backend.llm_inputs(inputs, vp.prune)
+    if on_stage is not None:
+        on_stage("decoding")
     gen = backend.generate(inputs, vp.visual, vp.prune, settings.max_new_tokens, settings.stop_at_eos, llm=llm)
     timer.add("llm_prefill", gen.prefill_s)
     timer.add("decoding", gen.decode_s)
@@ -353,6 +358,10 @@ def wake_device(device: torch.device) -> None:
     synchronize(device)
 
 
+def _tell(on_stage: Callable[[str, str], None] | None, run_name: str) -> Callable[[str], None] | None:
+    return None if on_stage is None else (lambda stage: on_stage(run_name, stage))
+
+
 def _source_notes(source: FrameSource, settings: RunSettings, used: int) -> list[str]:
     notes = []
     available = source.available_frames
@@ -370,8 +379,10 @@ def run(
     question: str,
     settings: RunSettings | None = None,
     limits: VideoLimits | None = None,
+    on_stage: Callable[[str, str], None] | None = None,
 ) -> RunResult:
     """Run the unpruned baseline and STTS on one video and question; return everything measured.
+    `on_stage(run, stage)` hears "baseline"/"stts" and each stage's name as it starts.
 
     The video is opened once and each distinct frame count decoded once: the baseline and STTS share
     the decoded frames (and each run's `decode_video` is the time those frames took)."""
@@ -385,12 +396,13 @@ def run(
         baseline = None
         if settings.run_baseline:
             base_video, base_decode = source.frames(settings.num_frames)
-            baseline, _, _ = run_model(backend, base_video, question, 1.0, "none", settings, base_decode)
+            baseline, _, _ = run_model(backend, base_video, question, 1.0, "none", settings, base_decode,
+                                       _tell(on_stage, "baseline"))
         stts_video, stts_decode = source.frames(settings.stts_frames())
         if baseline is not None and settings.stts_frames() == settings.num_frames:
             stts_decode = base_decode
         stts, vp, inputs = run_model(backend, stts_video, question, settings.keep_ratio, scorer, settings,
-                                     stts_decode)
+                                     stts_decode, _tell(on_stage, "stts"))
         notes += _source_notes(source, settings, stts.num_frames)
     finally:
         source.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -19,12 +19,16 @@ def synchronize(device: torch.device | str | None) -> None:
 class StageTimer:
     """Accumulates seconds per named stage; the order of first use is the order of the report."""
 
-    def __init__(self, device: torch.device | str | None = None) -> None:
+    def __init__(self, device: torch.device | str | None = None,
+                 on_start: Callable[[str], None] | None = None) -> None:
         self.device = device
         self.seconds: dict[str, float] = {}
+        self.on_start = on_start  # told each stage's name as it starts (progress bars), outside the clock
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if self.on_start is not None:
+            self.on_start(name)
         synchronize(self.device)
         start = time.perf_counter()
         try:

@@ -287,3 +287,16 @@ def test_limits_are_enforced_with_readable_errors(clip: str, micro_checkpoint: P
     short = Handlers(limits=VideoLimits(max_duration_s=1.0))
     message = error_of(short.run, clip, QUESTION, str(micro_checkpoint), "learned", 8, 0.5, False)
     assert message.startswith("The video is too long") and "1 second" in message
+
+
+def test_stage_progress_names_each_stage_and_only_moves_forward() -> None:
+    from app.handlers import stage_progress
+
+    seen: list[tuple[float, str]] = []
+    tell = stage_progress(lambda value, desc="": seen.append((value, desc)), pairs=1)
+    for run_name in ("baseline", "stts"):
+        for stage in ("preprocess", "vit_prefix", "llm_prefill"):
+            tell(run_name, stage)
+    values = [v for v, _ in seen]
+    assert values == sorted(values) and 0.2 < values[0] and values[-1] <= 0.8
+    assert seen[0][1] == "Baseline: preprocess" and seen[-1][1] == "STTS: LLM prefill"

@@ -290,3 +290,10 @@ def test_details_carry_scores_and_keep_mask(micro_backend, video):
     data = json.loads(json.dumps(run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5)).to_json()))
     assert np.asarray(data["keep_mask"]).shape == (4, GROUPS) and np.asarray(data["scores"]).shape == (4, GROUPS)
     assert sum(map(sum, data["keep_mask"])) == data["kept_groups"] == 8
+
+
+def test_on_stage_hears_every_stage_of_both_runs_in_order(micro_backend, mp4):
+    heard: list[tuple[str, str]] = []
+    run(micro_backend, mp4, QUESTION, _settings(keep_ratio=0.5), on_stage=lambda r, s: heard.append((r, s)))
+    order = [s for s in STAGES if s != "decode_video"]
+    assert heard == [("baseline", s) for s in order] + [("stts", s) for s in order]
