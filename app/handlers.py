@@ -481,6 +481,15 @@ class Handlers:
         self._clip(path)
         return RunRequest(path=path, question=text, source=source, settings=settings, precise=bool(precise))
 
+    def backend_for(self, model: str) -> VideoBackend:
+        """The backend for a Model-box value (a listed name, or a hub id / folder where allowed), loaded
+        once per process; every problem is a one-sentence gr.Error."""
+        try:
+            source = self.choices.source(model)
+        except ValueError as err:
+            raise _fail(str(err)) from err
+        return self._load(source)
+
     def _load(self, source: str) -> VideoBackend:
         try:
             return CACHE.get(source, self.choices.builtin_path)

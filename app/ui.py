@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from app import batch
 from app.examples import REAL_CREDIT, ensure_examples, real_examples
 from app.handlers import (
     FRAMES_RANGE,
@@ -49,7 +50,7 @@ def build_demo(model: str | None = None, examples_folder: Path | None = None, pu
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
             p = input_column(choices, keep_default, examples, real_examples())
-            p.__dict__.update(vars(result_tabs()))
+            p.__dict__.update(vars(result_tabs(p.model_box, handlers, choices.public)))
         p.view = gr.State(None, time_to_live=STATE_TTL_S)
         p.gate = gr.State("")
         wire(handlers, p)
@@ -100,9 +101,10 @@ def input_column(choices: ModelChoices, keep_default: float, examples: list[tupl
                            precise=precise, run_button=run_button, status=status)
 
 
-def result_tabs() -> SimpleNamespace:
-    """The right column: masks (video, scrubber, contact sheet), scores, answers, speed, download."""
-    with gr.Column(scale=7, min_width=480), gr.Tabs():
+def result_tabs(model_box: gr.Dropdown, handlers: Handlers, public: bool = False) -> SimpleNamespace:
+    """The right column: masks (video, scrubber, contact sheet), scores, answers, speed, download, and
+    the batch analysis over many videos."""
+    with gr.Column(scale=7, min_width=480), gr.Tabs() as tabs:
         with gr.Tab("Keep masks", id="masks"):
             masks_info = gr.Markdown("Run a video to see which patch groups STTS keeps: pruned groups "
                                      "are dimmed, kept groups outlined.", elem_id="masks-info")
@@ -140,12 +142,13 @@ def result_tabs() -> SimpleNamespace:
             bundle = gr.File(label="Run bundle (zip)", elem_id="bundle", interactive=False)
             with gr.Accordion("Full result (JSON)", open=False):
                 details = gr.JSON(elem_id="details")
+        batch_view = batch.build_batch_tab(model_box, handlers.backend_for, public=public)
 
     return SimpleNamespace(masks_info=masks_info, masks_video=masks_video, frame=frame, frame_plot=frame_plot,
                            page=page, masks=masks, scores_image=scores_image, heatmap=heatmap, kept_bars=kept_bars,
                            baseline_answer=baseline_answer, stts_answer=stts_answer, answer_info=answer_info,
                            speed_info=speed_info, stage_table=stage_table, stage_chart=stage_chart, bundle=bundle,
-                           details=details)
+                           details=details, tabs=tabs, batch_view=batch_view)
 
 
 def wire(handlers: Handlers, p: SimpleNamespace) -> None:
@@ -167,6 +170,15 @@ def wire(handlers: Handlers, p: SimpleNamespace) -> None:
     ran = started.then(**gate_step).success(handlers.run_ui, run_inputs, ui_outputs, concurrency_id="model",
                                             show_progress_on=[p.status, p.masks], **private)
     ran.then(**gate_step).then(**unlock)
+
+    # A flip of the batch analysis opens in the single-video view: its inputs, then the same Run chain.
+    opened = p.batch_view.flip_table.select(batch.open_flip, [p.batch_view.state, p.model_box], batch.flip_outputs(p),
+                                            queue=False, **private)
+    shown = opened.success(lambda: gr.Tabs(selected="masks"), None, p.tabs, queue=False, **private)
+    shown.then(handlers.start, run_inputs, [p.status, p.run_button, p.gate], queue=False, show_progress="hidden",
+               **private).then(**gate_step).success(
+        handlers.run_ui, run_inputs, ui_outputs, concurrency_id="model", show_progress_on=[p.status, p.masks],
+        **private).then(**gate_step).then(**unlock)
     # The same run for scripts: raises its error (gradio_client sees it) instead of a status line.
     api_trigger = gr.Button(visible=False, elem_id="api-run")
     api_trigger.click(handlers.run, run_inputs, run_outputs, api_name="run", concurrency_id="model")
