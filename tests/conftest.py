@@ -21,3 +21,14 @@ def micro_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def micro_backend(micro_checkpoint: Path) -> Molmo2Backend:
     """The micro checkpoint loaded through `load_molmo2`, on the CPU in float32."""
     return load_molmo2(str(micro_checkpoint), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def handlers():  # noqa: ANN201 - app.handlers imports gradio, which only the app tests need
+    """The app's event handlers with a fresh model cache on the CPU (one per test module)."""
+    from app.handlers import Handlers
+    from app.models import CACHE, ModelChoices
+
+    CACHE.clear()
+    CACHE.configure(device="cpu", max_models=2)
+    return Handlers(ModelChoices())

@@ -30,13 +30,6 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def handlers() -> Handlers:
-    CACHE.clear()
-    CACHE.configure(device="cpu", max_models=2)
-    return Handlers(ModelChoices())
-
-
-@pytest.fixture(scope="module")
 def first_run(handlers: Handlers, clip: str, micro_checkpoint: Path) -> RunOutputs:
     return handlers.run(clip, QUESTION, str(micro_checkpoint), "learned", 12, 0.5, False)
 
@@ -298,5 +291,5 @@ def test_stage_progress_names_each_stage_and_only_moves_forward() -> None:
         for stage in ("preprocess", "vit_prefix", "llm_prefill"):
             tell(run_name, stage)
     values = [v for v, _ in seen]
-    assert values == sorted(values) and 0.2 < values[0] and values[-1] <= 0.8
+    assert values == sorted(values) and values[0] > 0.2 and values[-1] <= 0.8
     assert seen[0][1] == "Baseline: preprocess" and seen[-1][1] == "STTS: LLM prefill"

@@ -29,7 +29,7 @@ from app.handlers import (
     run_on_device,
     selection_markdown,
 )
-from app.models import BUILTIN_LABEL, CACHE, HUB_MODELS, NOT_OFFERED, ModelCache, ModelChoices
+from app.models import BUILTIN_LABEL, HUB_MODELS, NOT_OFFERED, ModelCache, ModelChoices
 from stts_core.pipeline import RunSettings
 from stts_core.synthetic import make_clip
 from stts_core.video import write_video
@@ -40,13 +40,6 @@ QUESTION = "what colour is the square ?"
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(write_video(tmp_path_factory.mktemp("clips") / "clip.mp4", make_clip(6).frames, fps=8))
-
-
-@pytest.fixture(scope="module")
-def handlers() -> Handlers:
-    CACHE.clear()
-    CACHE.configure(device="cpu", max_models=2)
-    return Handlers(ModelChoices())
 
 
 @pytest.fixture(scope="module")
