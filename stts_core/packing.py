@@ -52,6 +52,26 @@ def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int
     return rows
 
 
+def refill_lonely_frames(keep: torch.Tensor) -> torch.Tensor:
+    """The patches the packed ViT blocks run on: `keep`, except that a frame which first-fit-decreasing
+    packing leaves alone in a row runs whole.
+
+    Such a row has room for all of the frame's patches, and no other frame shares it, so the
+    reference implementation fills the frame back in: its kept patches then see the frame's full
+    context, exactly as if the frame had not been pruned. The filled-in patches are not kept for
+    the connector or the LLM. Frames with nothing kept take no row and stay empty.
+    """
+    if keep.dim() != 2 or keep.dtype != torch.bool:
+        raise ValueError("The patch keep mask must be a (frames, patches) boolean tensor.")
+    rows = first_fit_decreasing(keep.sum(1).tolist(), keep.shape[1])
+    lonely = [row[0] for row in rows if len(row) == 1]
+    if not lonely:
+        return keep
+    run = keep.clone()
+    run[lonely] = True
+    return run
+
+
 @dataclass
 class PackedLayout:
     """Where every kept token of a (T, N) grid lives in the packed sequence.

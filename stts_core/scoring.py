@@ -6,6 +6,8 @@ Every scorer maps patch features (T, N, D) taken after an early ViT block, plus 
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,6 +16,8 @@ from stts_core.losses import group_patch_features
 from stts_core.selection import gather_groups
 
 SCORER_KINDS = ("learned", "heuristic", "random")
+# The reference implementation's initialiser range for the pooler's projections (Molmo2's ViT config).
+POOLER_INIT_STD = 0.02
 
 
 class GroupAttentionPool(nn.Module):
@@ -47,6 +51,12 @@ class GroupAttentionPool(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.wo(out.transpose(1, 2).reshape(t, g, d))
 
+    def reset_parameters(self, std: float = POOLER_INIT_STD) -> None:
+        """The reference initialisation: every projection N(0, std), biases zero."""
+        for proj in (self.wq, self.wk, self.wv, self.wo):
+            nn.init.normal_(proj.weight, std=std)
+            nn.init.zeros_(proj.bias)
+
 
 class ScorerMLP(nn.Module):
     """2D -> H -> H -> 1 with SiLU; names w1/w2/w3 as in the reference implementation."""
@@ -60,29 +70,47 @@ class ScorerMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.w3(F.silu(self.w2(F.silu(self.w1(x))))).squeeze(-1)
 
+    def reset_parameters(self) -> None:
+        """The reference initialisation: truncated normal (std sqrt(1 / fan-in), cut at +-2), biases zero."""
+        for layer in (self.w1, self.w2, self.w3):
+            nn.init.trunc_normal_(layer.weight, std=math.sqrt(1 / layer.in_features), a=-2.0, b=2.0)
+            nn.init.zeros_(layer.bias)
+
 
 class TokenScorer(nn.Module):
     """The learned STTS scorer: pooled group feature of frame t next to frame t-1's, MLP, sigmoid.
 
     Frame 0 is compared against a zero vector; its scores are never used for pruning (the first
     frame is kept whole) but they are produced so the output is a full (T, G) map.
+
+    `hidden` is the MLP's width: the reference uses the ViT's MLP width; None means `dim` (the
+    width of checkpoints saved before `scorer_hidden` was recorded). A new scorer starts from the
+    reference initialisation; a loaded one is overwritten by its checkpoint.
     """
 
     def __init__(self, dim: int, num_heads: int, hidden: int | None = None) -> None:
         super().__init__()
         self.patch_token_pooler = GroupAttentionPool(dim, num_heads)
         self.mlp = ScorerMLP(2 * dim, hidden or dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.patch_token_pooler.reset_parameters()
+        self.mlp.reset_parameters()
 
     def pooled(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         patches, valid = gather_groups(features, groups)
         return self.patch_token_pooler(patches, valid)
 
-    def forward(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
-        """features (T, N, D), groups (G, P) -> scores (T, G) in (0, 1)."""
+    def logits(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """features (T, N, D), groups (G, P) -> (T, G) float32 logits (before the sigmoid)."""
         current = self.pooled(features, groups)
         previous = torch.cat([torch.zeros_like(current[:1]), current[:-1]], dim=0)
-        logits = self.mlp(torch.cat([previous, current], dim=-1))
-        return torch.sigmoid(logits.float()).to(features.dtype)
+        return self.mlp(torch.cat([previous, current], dim=-1)).float()
+
+    def forward(self, features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+        """features (T, N, D), groups (G, P) -> scores (T, G) in (0, 1)."""
+        return torch.sigmoid(self.logits(features, groups)).to(features.dtype)
 
 
 def heuristic_scores(features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ Question types and templates (``{color} {shape}`` names one object; colours are 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -152,8 +153,10 @@ class SceneObject:
     direction: str | None = None
     frame_on: int = 0
     frame_off: int = 0
+    stop: int | None = None  # the frame from which a moving object stands still (None: it never stops)
 
     def center(self, t: int) -> tuple[float, float]:
+        t = t if self.stop is None else min(t, self.stop)
         return (self.start[0] + self.velocity[0] * t, self.start[1] + self.velocity[1] * t)
 
     def visible(self, t: int) -> bool:
@@ -386,6 +389,139 @@ def render_scene(scene: Scene) -> np.ndarray:
     return frames
 
 
+# ----------------------------------------------------------------- the rich world
+WORLDS: tuple[str, ...] = ("plain", "rich")
+# Photographs shipped inside the scikit-image wheel (no download). The OOD check (`stts_core.ood`) uses
+# other ones, so no background it shows was seen in training.
+TRAIN_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "rocket", "chelsea", "hubble_deep_field", "grass",
+                                 "gravel", "camera", "immunohistochemistry", "stereo_motorcycle")
+_DISTRACTOR_GREYS = (30, 90, 170, 230)
+
+
+@functools.lru_cache(maxsize=32)
+def photo(name: str) -> np.ndarray:
+    """An RGB uint8 photograph from scikit-image's bundled data (grey ones repeated to 3 channels)."""
+    from skimage import data
+
+    img = getattr(data, name)()
+    img = img[0] if isinstance(img, tuple) else img
+    img = np.asarray(img)
+    if img.dtype == bool:
+        img = img.astype(np.uint8) * 255
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.ascontiguousarray(img[..., :3].astype(np.uint8))
+
+
+@dataclass
+class RichStyle:
+    """How the rich world renders one scene. Pans move the background only: objects keep the scene's
+    screen positions, so every question keeps its answer."""
+
+    photos: tuple[str, str]  # before and after the cut
+    crop: tuple[float, float, float]  # (x, y, zoom) of the first frame's window into the photo, in [0, 1]
+    pan: tuple[float, float]  # background shift per frame in px (the camera pans the other way)
+    cut_at: int | None  # from this frame on, the second photo (a hard cut)
+    mute: float  # how much of the photo's contrast is kept (objects must stay easy to see)
+    noise: float  # per-pixel Gaussian noise sigma (0-255 scale), new in every frame
+    flicker: float  # per-frame brightness gain amplitude
+    seed: int  # of the noise and flicker draws
+    distractors: list[tuple[str, tuple[int, int], int, int]] = field(default_factory=list)  # shape, centre, size, grey
+
+
+def draw_rich_style(rng: np.random.Generator, scene: Scene) -> RichStyle:
+    """A random rich rendering of `scene`; may also make its mover stop part-way (same path, same answers)."""
+    t, size = scene.num_frames, scene.size
+    names = rng.choice(len(TRAIN_PHOTOS), size=2, replace=False)
+    pan = (0.0, 0.0)
+    if rng.random() < 0.4:
+        speed = rng.uniform(0.5, 3.0) * size / 252
+        angle = rng.uniform(0, 2 * np.pi)
+        pan = (float(speed * np.cos(angle)), float(speed * np.sin(angle)))
+    cut_at = int(rng.integers(t // 4, 3 * t // 4 + 1)) if rng.random() < 0.2 else None
+    for obj in scene.objects:
+        if obj.behaviour == "moves" and rng.random() < 0.3:
+            obj.stop = int(rng.integers(t // 2, t - 1))
+            scale = (t - 1) / obj.stop
+            obj.velocity = (obj.velocity[0] * scale, obj.velocity[1] * scale)
+    return RichStyle(
+        photos=(TRAIN_PHOTOS[int(names[0])], TRAIN_PHOTOS[int(names[1])]),
+        crop=(float(rng.random()), float(rng.random()), float(rng.uniform(0.5, 1.0))),
+        pan=pan,
+        cut_at=cut_at,
+        mute=float(rng.uniform(0.35, 0.7)),
+        noise=0.0 if rng.random() < 0.4 else float(rng.uniform(1.0, 6.0)),
+        flicker=0.0 if rng.random() < 0.6 else float(rng.uniform(0.02, 0.08)),
+        seed=int(rng.integers(2**31 - 1)),
+        distractors=_place_distractors(rng, scene, int(rng.integers(0, 3))),
+    )
+
+
+def _place_distractors(rng: np.random.Generator, scene: Scene, count: int) -> list:
+    """Static hollow grey shapes (rings, frames) clear of every object's path: seen, never asked about."""
+    boxes = [o.box(scene.num_frames) for o in scene.objects]
+    out = []
+    for _ in range(count):
+        for _ in range(30):
+            side = int(scene.size * rng.uniform(0.1, 0.18))
+            cx, cy = (int(v) for v in rng.integers(side, scene.size - side, size=2))
+            box = (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+            if all(_boxes_clear(box, b) for b in boxes):
+                boxes.append(box)
+                grey = int(rng.choice(_DISTRACTOR_GREYS))
+                out.append((str(rng.choice(["ring", "frame"])), (cx, cy), side, grey))
+                break
+    return out
+
+
+def _photo_window(name: str, style: RichStyle, size: int, frames: int) -> np.ndarray:
+    """The photo resized so the first frame's window plus the whole pan fits, muted toward its mean."""
+    img = photo(name)
+    reach = int(np.ceil(max(abs(style.pan[0]), abs(style.pan[1])) * (frames - 1)))
+    need = size + 2 * reach
+    h, w = img.shape[:2]
+    scale = need / (min(h, w) * style.crop[2])
+    img = cv2.resize(img, (max(need, int(round(w * scale))), max(need, int(round(h * scale)))),
+                     interpolation=cv2.INTER_AREA).astype(np.float32)
+    mean = img.mean(axis=(0, 1), keepdims=True)
+    return mean + style.mute * (img - mean)
+
+
+def render_rich(scene: Scene, style: RichStyle) -> np.ndarray:
+    """Frames (T, size, size, 3) uint8 of the rich world: photo background (panned, cut), objects,
+    distractors, then the camera's flicker and noise over everything."""
+    size, t_count = scene.size, scene.num_frames
+    rng = np.random.default_rng(style.seed)
+    names = style.photos if style.cut_at is not None else style.photos[:1]
+    backgrounds = [_photo_window(name, style, size, t_count) for name in names]
+    reach = int(np.ceil(max(abs(style.pan[0]), abs(style.pan[1])) * (t_count - 1)))
+    frames = np.empty((t_count, size, size, 3), dtype=np.uint8)
+    for t in range(t_count):
+        bg = backgrounds[1 if style.cut_at is not None and t >= style.cut_at else 0]
+        room_y, room_x = bg.shape[0] - size - 2 * reach, bg.shape[1] - size - 2 * reach
+        y = int(round(reach + style.crop[1] * room_y - style.pan[1] * t))
+        x = int(round(reach + style.crop[0] * room_x - style.pan[0] * t))
+        img = np.clip(np.rint(bg[y:y + size, x:x + size]), 0, 255).astype(np.uint8)
+        img = np.ascontiguousarray(img)
+        for shape, (cx, cy), side, grey in style.distractors:
+            thick = max(2, side // 8)
+            if shape == "ring":
+                cv2.circle(img, (cx, cy), side // 2, (grey,) * 3, thickness=thick)
+            else:
+                cv2.rectangle(img, (cx - side // 2, cy - side // 2), (cx + side // 2, cy + side // 2), (grey,) * 3,
+                              thickness=thick)
+        for obj in scene.objects:
+            if obj.visible(t):
+                draw_object(img, obj, t)
+        out = img.astype(np.float32)
+        if style.flicker:
+            out *= 1.0 + style.flicker * float(rng.uniform(-1, 1))
+        if style.noise:
+            out += style.noise * rng.standard_normal(out.shape, dtype=np.float32)
+        frames[t] = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return frames
+
+
 # Per-cell attribute classes of `group_labels`: 0 is "no object" in each. x and y are the object's
 # centre in ninths of the frame side: finer than a token group, so that a token says where in its
 # group the object is and the shift between frames shows.
@@ -547,21 +683,31 @@ def _needs_objects(focus: str, answer: str) -> int:
     return 1
 
 
-def make_clip(seed: int, num_frames: int = 16, size: int = 252, max_objects: int = 3) -> Clip:
-    """Scene, frames and questions for ``seed``; the same seed always gives the same clip."""
+def make_clip(seed: int, num_frames: int = 16, size: int = 252, max_objects: int = 3, world: str = "plain") -> Clip:
+    """Scene, frames and questions for ``seed``; the same seed always gives the same clip.
+
+    ``world`` "plain" is the static textured background; "rich" renders the same scene and questions
+    (a mover may also stop part-way) over a real photograph with camera pans, hard cuts, static
+    distractors, noise and brightness flicker (see `RichStyle`)."""
+    if world not in WORLDS:
+        raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
     rng = np.random.default_rng(seed)
     scene = make_scene(rng, num_frames=num_frames, size=size, max_objects=max_objects)
     qas = questions_for(scene, rng)
-    return Clip(frames=render_scene(scene), scene=scene, qas=qas, seed=seed)
+    if world == "plain":
+        return Clip(frames=render_scene(scene), scene=scene, qas=qas, seed=seed)
+    style = draw_rich_style(np.random.default_rng([seed, 7]), scene)
+    return Clip(frames=render_rich(scene, style), scene=scene, qas=qas, seed=seed)
 
 
-def iter_split(split: str, num_clips: int, num_frames: int = 16, size: int = 252) -> Iterator[Clip]:
+def iter_split(split: str, num_clips: int, num_frames: int = 16, size: int = 252,
+               world: str = "plain") -> Iterator[Clip]:
     """Clips ``0..num_clips-1`` of ``split``; clip i has seed ``SPLIT_SEEDS[split] + i``."""
     if split not in SPLIT_SEEDS:
         raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_SEEDS)}")
     base = SPLIT_SEEDS[split]
     for i in range(num_clips):
-        yield make_clip(base + i, num_frames=num_frames, size=size)
+        yield make_clip(base + i, num_frames=num_frames, size=size, world=world)
 
 
 def write_split(

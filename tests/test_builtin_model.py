@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from stts_core.evaluate import load_questions, synthetic_test_split
+from stts_core.loading import DEFAULT_MODEL, load_backend
 from stts_core.pipeline import RunSettings, run
-from stts_core.run import DEFAULT_MODEL, load_backend
 from stts_core.synthetic import ANSWERS
 
 QUESTIONS = 32
@@ -41,6 +41,49 @@ def test_artifact_is_small_safetensors_with_a_trained_scorer(builtin) -> None:
     assert stts["keep_ratio"] == 0.5 and stts["layer"] == builtin.scoring_layer
 
 
+def test_shipped_scorer_loads_exactly_as_saved(builtin) -> None:
+    """A new scorer starts from the reference initialisation at the reference width; the shipped one
+    must keep its own width (96, recorded as scorer_hidden null) and every saved value, and run as
+    it was trained: no refill of lonely frames, stop-gradient recorded."""
+    import torch
+    from safetensors import safe_open
+
+    scorer = builtin.model.temporal_token_scorer
+    assert scorer.mlp.w1.out_features == builtin.model.config.vision_config.hidden_size == 96
+    with safe_open(str(Path(DEFAULT_MODEL, "model.safetensors")), framework="pt") as f:
+        saved = {k.split("temporal_token_scorer.", 1)[1]: f.get_tensor(k) for k in f.keys()  # noqa: SIM118
+                 if k.startswith("temporal_token_scorer.")}
+    state = scorer.state_dict()
+    assert set(saved) == set(state)
+    for name, value in saved.items():
+        assert torch.equal(state[name], value), name
+    stts = builtin.model.config.stts
+    assert stts["refill_lonely_frames"] is False and stts["detach_scorer_input"] is True
+
+
+@pytest.mark.slow
+def test_warm_start_at_168_px_keeps_the_trained_weights_with_a_fresh_scorer(builtin, tmp_path: Path) -> None:
+    import torch
+
+    from stts_core.backends.molmo2_build import warm_start
+    from stts_core.synthetic import make_clip
+
+    grown = load_backend(str(warm_start(DEFAULT_MODEL, "tiny-168", tmp_path / "w")), device="cpu")
+    old, new = builtin.model.state_dict(), grown.model.state_dict()
+    table = "model.vision_tower.positional_embedding"
+    assert new[table].shape == (144, old[table].shape[1])
+    for name, value in old.items():
+        if name != table and not name.startswith("temporal_token_scorer."):
+            assert torch.equal(new[name], value), name
+    scorer = grown.model.temporal_token_scorer
+    assert scorer.mlp.w1.out_features == grown.model.config.vision_config.intermediate_size
+    assert not scorer.mlp.w3.bias.any() and float(scorer.mlp.w3.weight.detach().abs().max()) <= 2.0
+    assert grown.model.config.stts["refill_lonely_frames"] is True
+    inputs = grown.prepare(make_clip(5, num_frames=4).frames, "what color is the moving object ?")
+    assert inputs.grid == (4, 4) and inputs.patches_per_frame == 144
+
+
+@pytest.mark.slow
 def test_answers_held_out_questions_with_words_of_the_right_kind(builtin, tmp_path: Path) -> None:
     jsonl = synthetic_test_split(tmp_path, QUESTIONS, num_frames=16)
     questions = load_questions(jsonl, QUESTIONS)
@@ -55,6 +98,7 @@ def test_answers_held_out_questions_with_words_of_the_right_kind(builtin, tmp_pa
     assert checked == QUESTIONS
 
 
+@pytest.mark.slow
 def test_reads_the_video_on_a_fixed_held_out_subset(builtin, tmp_path: Path) -> None:
     jsonl = synthetic_test_split(tmp_path, ACCURACY_QUESTIONS, num_frames=16)
     rows = [(video, row) for video, group in load_questions(jsonl, ACCURACY_QUESTIONS).items() for row in group]

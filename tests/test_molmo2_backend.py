@@ -408,8 +408,8 @@ def test_checkpoint_without_scorer_falls_back_to_heuristic(stock_checkpoint):
     result = pipeline.run(backend, frames_from_array(clip.frames), clip.qas[0].question, settings)
     assert result.scorer_used == "heuristic"
     assert any("heuristic" in note and "no trained STTS scorer" in note for note in result.notes)
-    assert int(result.keep.sum()) == kept_group_count(4, 4, 0.5)
-    assert bool(result.keep[0].all())
+    assert int(result.keep_mask.sum()) == kept_group_count(4, 4, 0.5)
+    assert bool(result.keep_mask[0].all())
 
 
 def test_reference_named_scorer_weights_load(tmp_path):
@@ -508,3 +508,34 @@ def test_from_scratch_preset_gets_a_position_table_as_strong_as_its_patches():
     ratio = float(vision.positional_embedding.std() / patches.std())
     assert 0.3 < ratio < 3.0
     assert float(build_model("micro").model.vision_tower.positional_embedding.std()) < 0.1  # other presets unchanged
+
+
+def test_gradient_checkpointing_is_a_backend_switch_with_unchanged_gradients(micro_checkpoint, clip, monkeypatch):
+    """The switch recomputes the packed ViT blocks (and the stock ones) in backward; gradients stay the same."""
+    from stts_core.backends import molmo2 as molmo2_module
+    from stts_core.objective import stts_loss
+
+    def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
+        backend = load_molmo2(str(micro_checkpoint), device="cpu")
+        backend.set_gradient_checkpointing(checkpointing)
+        backend.model.train()
+        prepared = backend.prepare_questions(clip.frames[:4], [clip.qas[0].question])
+        stts_loss(backend, prepared, [clip.qas[0].answer], 0.5)["loss"].backward()
+        return {n: p.grad.clone() for n, p in backend.model.named_parameters() if p.grad is not None}
+
+    calls = []
+    real = molmo2_module.checkpoint
+
+    def counting(*args, **kwargs):
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(molmo2_module, "checkpoint", counting)
+    plain = grads(False)
+    assert calls == []
+    recomputed = grads(True)
+    backend = load_molmo2(str(micro_checkpoint), device="cpu")
+    assert sorted(set(calls)) == list(range(backend.scoring_layer + 2, backend.last_layer + 1))
+    assert plain.keys() == recomputed.keys() and plain
+    for name, g in plain.items():
+        torch.testing.assert_close(recomputed[name], g, rtol=1e-4, atol=1e-6, msg=name)

@@ -17,6 +17,7 @@ from stts_core.packing import (
     frame_block_mask,
     pack,
     packed_attention,
+    refill_lonely_frames,
     resolve_backend,
     unpack,
 )
@@ -391,3 +392,86 @@ def test_flex_with_the_frame_block_mask_matches_loop_on_cpu():
     out = flex_attention(*(x.transpose(0, 1)[None] for x in (q, k, v)),
                          block_mask=frame_block_mask(layout, torch.device("cpu")))[0].transpose(0, 1)
     torch.testing.assert_close(out, packed_attention(q, k, v, layout, backend="loop"), atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- refilling frames alone in a row
+
+
+def test_refill_makes_exactly_the_lonely_frames_whole():
+    # FFD on capacity 6: rows [0], [2, 3], [1]: frames 0 (5 of 6 kept) and 1 (3 of 6) are alone.
+    keep = mask_with_lengths([5, 3, 4, 2, 0], 6)
+    run = refill_lonely_frames(keep)
+    assert run[[0, 1]].all()
+    assert torch.equal(run[[2, 3, 4]], keep[[2, 3, 4]])
+    assert not run[4].any()  # an empty frame takes no row and stays empty
+    assert bool((run | ~keep).all())  # nothing kept is dropped
+
+
+def test_refill_leaves_a_shared_packing_alone():
+    keep = mask_with_lengths([3, 3, 2, 4], 6)  # rows [3, 2], [0, 1]: nobody alone
+    assert refill_lonely_frames(keep) is keep
+
+
+@HYPOTHESIS
+@given(capacity=st.integers(1, 12), data=st.data())
+def test_refill_keeps_the_number_of_rows(capacity, data):
+    lengths = data.draw(st.lists(st.integers(0, capacity), min_size=1, max_size=10))
+    keep = mask_with_lengths(lengths, capacity)
+    run = refill_lonely_frames(keep)
+    before = first_fit_decreasing(lengths, capacity)
+    after = first_fit_decreasing(run.sum(1).tolist(), capacity)
+    assert len(after) == len(before)  # refilled tokens only use room that row had anyway
+    alone = {row[0] for row in before if len(row) == 1}
+    assert {t for t in range(len(lengths)) if not torch.equal(run[t], keep[t])} <= alone
+
+
+def test_refill_rejects_a_non_boolean_mask():
+    with pytest.raises(ValueError, match="boolean"):
+        refill_lonely_frames(torch.ones(2, 3, dtype=torch.int64))
+
+
+def _lonely_keep() -> torch.Tensor:
+    """(4 frames, 4 groups): frame 0 whole, frame 1 three groups, frame 2 two, frame 3 one. With 36
+    patches per frame FFD gives rows [0], [1, 3], [2]: frame 2 is alone with 18 of 36 patches."""
+    keep = torch.zeros(4, 4, dtype=torch.bool)
+    keep[0] = True
+    keep[1, [0, 1, 3]] = True
+    keep[2, [1, 2]] = True
+    keep[3, [2]] = True
+    return keep
+
+
+def test_refilled_frame_equals_the_unpruned_frame(micro_backend, monkeypatch):
+    """The lonely frame's kept tokens are what the whole frame would give (no pruning at all) at
+    every feature layer; the frames that share a row still see only their kept tokens."""
+    from stts_core.selection import attention_bias, groups_to_patch_mask
+    from stts_core.synthetic import make_clip
+
+    frames = make_clip(3, num_frames=4).frames
+    inputs = micro_backend.prepare(frames, "what color is the moving object ?")
+    assert inputs.groups.shape[0] == 4 and inputs.patches_per_frame == 36
+    keep = _lonely_keep()
+    kept = groups_to_patch_mask(keep, inputs.groups, 36)
+    assert first_fit_decreasing(kept.sum(1).tolist(), 36) == [[0], [1, 3], [2]]
+    gen = torch.Generator().manual_seed(0)
+    bias = attention_bias(torch.rand(4, 4, generator=gen), inputs.groups, 36)
+    monkeypatch.setitem(micro_backend.model.config.stts, "refill_lonely_frames", True)
+    with torch.no_grad():
+        prefix = micro_backend.vit_prefix(inputs)
+        full = micro_backend.vit_suffix(prefix, inputs, None, bias)
+        counter: list[int] = []
+        refilled = micro_backend.vit_suffix(prefix, inputs, keep, bias, counter=counter)
+        monkeypatch.setitem(micro_backend.model.config.stts, "refill_lonely_frames", False)
+        plain = micro_backend.vit_suffix(prefix, inputs, keep, bias)
+    assert counter and set(counter) == {int(kept.sum()) + 18}
+    last = micro_backend.last_layer
+    packed_layers = [i for i in micro_backend.feature_layers if i > micro_backend.scoring_layer + 1]
+    assert last in packed_layers
+    for i in packed_layers:
+        got, want = refilled.saved[i][2][kept[2]], full.saved[i][2][kept[2]]
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        # Refilled patches were context only: pruned places hold zeros.
+        assert not refilled.saved[i][~kept].any()
+        torch.testing.assert_close(refilled.saved[i][[0, 1, 3]], plain.saved[i][[0, 1, 3]], atol=1e-6, rtol=1e-6)
+    # Without the refill the lonely frame's kept tokens see only each other, and differ.
+    assert (plain.saved[last][2][kept[2]] - full.saved[last][2][kept[2]]).abs().max() > 1e-3

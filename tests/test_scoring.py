@@ -115,6 +115,37 @@ def test_parameter_shapes():
     assert params["mlp.w3.weight"].shape == (1, HIDDEN)
 
 
+def test_new_scorer_has_the_reference_initialisation():
+    torch.manual_seed(0)
+    scorer = TokenScorer(64, 4, 256)
+    pool, mlp = scorer.patch_token_pooler, scorer.mlp
+    for proj in (pool.wq, pool.wk, pool.wv, pool.wo):
+        assert abs(float(proj.weight.detach().std()) - 0.02) < 0.002
+        assert not proj.bias.any()
+    for layer in (mlp.w1, mlp.w2, mlp.w3):
+        assert not layer.bias.any()
+        assert float(layer.weight.detach().abs().max()) <= 2.0
+    # Truncation at +-2 is far out for these widths, so the spread is the target sqrt(1 / fan_in).
+    for layer, fan_in in ((mlp.w1, 128), (mlp.w2, 256)):
+        assert abs(float(layer.weight.detach().std()) * fan_in**0.5 - 1.0) < 0.05
+    assert mlp.w1.out_features == 256
+
+
+def test_scorer_width_defaults_to_the_feature_width():
+    assert TokenScorer(DIM, HEADS).mlp.w1.out_features == DIM
+
+
+def test_logits_are_the_pre_sigmoid_scores():
+    scorer = make_scorer()
+    features = make_features(5)
+    with torch.no_grad():
+        logits = scorer.logits(features, GROUPS)
+        scores = scorer(features, GROUPS)
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(torch.sigmoid(logits), scores)
+    assert float(logits.abs().max()) > 0
+
+
 def test_scorer_rejects_indivisible_heads():
     with pytest.raises(ValueError):
         TokenScorer(10, 3)
@@ -187,3 +218,37 @@ def test_random_scores_do_not_touch_global_rng():
     torch.manual_seed(0)
     random_scores(4, 4, seed=11)
     assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------- training signal reaching the ViT
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_scores_send_gradient_into_the_early_vit_unless_detached(micro_backend, monkeypatch, detach):
+    """As in the reference, the auxiliary loss reaches ViT blocks 0..k through the scorer's input;
+    `stts.detach_scorer_input` cuts that path (the target itself is always detached)."""
+    from stts_core.losses import temporal_aux_loss
+    from stts_core.synthetic import make_clip
+
+    monkeypatch.setitem(micro_backend.model.config.stts, "detach_scorer_input", detach)
+    inputs = micro_backend.prepare(make_clip(2, num_frames=4).frames, "what color is the moving object ?")
+    block0 = micro_backend.model.model.vision_tower.layers[0].mlp.fc1.weight
+    prefix = micro_backend.vit_prefix(inputs)
+    scores = micro_backend.learned_scores(prefix, inputs)
+    loss = temporal_aux_loss(scores, prefix.hidden, inputs.groups)
+    grad = torch.autograd.grad(loss, block0, allow_unused=True)[0]
+    if detach:
+        assert grad is None
+    else:
+        assert grad is not None and float(grad.abs().max()) > 0
+
+
+def test_logit_anchor_is_the_mean_square_logit_of_later_frames():
+    from stts_core.objective import logit_anchor
+
+    logits = torch.tensor([[9.0, 9.0], [-3.0, 1.0], [2.0, -6.0]], requires_grad=True)
+    value = logit_anchor(torch.sigmoid(logits))
+    assert float(value.detach()) == pytest.approx((9 + 1 + 4 + 36) / 4, rel=1e-4)
+    (grad,) = torch.autograd.grad(value, logits)
+    assert not grad[0].any()  # frame 0 is never pruned: not anchored
+    torch.testing.assert_close(grad[1:], logits[1:].detach() / 2, rtol=1e-3, atol=1e-4)  # d/dl mean(l^2) = 2l/4

@@ -334,3 +334,93 @@ def test_max_objects_limits_scenes_and_keeps_answers_consistent() -> None:
     assert (a.frames == b.frames).all() and a.qas == b.qas
     with pytest.raises(ValueError):
         syn.make_clip(1, max_objects=0)
+
+
+# ---------------------------------------------------------------- the rich world
+
+
+@cache
+def rich_clips(n: int) -> tuple[syn.Clip, ...]:
+    return tuple(syn.make_clip(seed, world="rich") for seed in range(n))
+
+
+def test_rich_world_renders_the_plain_worlds_scenes_and_questions() -> None:
+    for seed in range(6):
+        plain, rich = syn.make_clip(seed), syn.make_clip(seed, world="rich")
+        assert [(q.question, q.answer) for q in plain.qas] == [(q.question, q.answer) for q in rich.qas]
+        assert [(o.color, o.shape, o.behaviour, o.frame_on, o.frame_off) for o in plain.scene.objects] == [
+            (o.color, o.shape, o.behaviour, o.frame_on, o.frame_off) for o in rich.scene.objects]
+        assert rich.frames.shape == plain.frames.shape and rich.frames.dtype == np.uint8
+        assert not np.array_equal(rich.frames, plain.frames)
+        assert np.array_equal(rich.frames, syn.make_clip(seed, world="rich").frames)
+
+
+def test_unknown_world_is_refused() -> None:
+    with pytest.raises(ValueError, match="world"):
+        syn.make_clip(0, world="dreamy")
+
+
+def test_rich_styles_cover_pans_cuts_stops_distractors_noise_and_flicker() -> None:
+    styles = []
+    stops = 0
+    for seed in range(60):
+        scene = syn.make_scene(np.random.default_rng(seed))
+        styles.append(syn.draw_rich_style(np.random.default_rng([seed, 7]), scene))
+        stops += sum(o.stop is not None for o in scene.objects)
+    assert sum(s.pan != (0.0, 0.0) for s in styles) >= 10
+    assert sum(s.cut_at is not None for s in styles) >= 5
+    assert sum(bool(s.distractors) for s in styles) >= 20
+    assert sum(s.noise > 0 for s in styles) >= 20 and sum(s.flicker > 0 for s in styles) >= 10
+    assert stops >= 5
+    assert len({s.photos[0] for s in styles}) >= 6
+
+
+def test_stopping_mover_keeps_its_path_and_stands_still_after_it_stops() -> None:
+    obj = syn.SceneObject("square", "red", "moves", 30, (50.0, 60.0), velocity=(4.0, 0.0), direction="right")
+    end = obj.center(15)
+    obj.stop, obj.velocity = 10, (4.0 * 15 / 10, 0.0)
+    assert obj.center(10) == pytest.approx(end) and obj.center(15) == pytest.approx(end)
+    assert obj.center(5)[0] < obj.center(10)[0]
+
+
+def test_rich_objects_keep_their_colour_over_photos_noise_and_flicker() -> None:
+    for clip in rich_clips(16):
+        for obj in clip.scene.objects:
+            for t in range(clip.scene.num_frames):
+                if not obj.visible(t):
+                    continue
+                cx, cy = np.rint(obj.center(t)).astype(int)
+                pixel = clip.frames[t, cy + obj.size // 6, cx].astype(int)
+                want = np.array(syn.COLORS[obj.color])
+                assert np.abs(pixel - want).max() <= 0.1 * want.max() + 25, (clip.seed, obj.color, t, pixel)
+
+
+def test_rich_background_moves_in_pans_and_cuts_and_is_still_otherwise() -> None:
+    checked = set()
+    for seed, clip in enumerate(rich_clips(16)):
+        scene = clip.scene
+        style = syn.draw_rich_style(np.random.default_rng([seed, 7]), syn.make_scene(np.random.default_rng(seed)))
+        covered = np.zeros((scene.size, scene.size), dtype=bool)
+        for obj in scene.objects:
+            x0, y0, x1, y1 = obj.box(scene.num_frames)
+            covered[max(0, int(y0) - 3): int(y1) + 4, max(0, int(x0) - 3): int(x1) + 4] = True
+        free = clip.frames[:, ~covered].astype(np.float32)
+        change = np.abs(free[-1] - free[0]).mean()
+        noise_floor = 2.5 * style.noise + 255 * style.flicker + 1.0
+        if style.pan != (0.0, 0.0) or style.cut_at is not None:
+            if max(abs(v) for v in style.pan) >= 1.0 or style.cut_at is not None:
+                assert change > noise_floor, (seed, change, style)
+                checked.add("moves")
+        else:
+            assert change <= noise_floor, (seed, change, style)
+            checked.add("still")
+    assert checked == {"moves", "still"}
+
+
+def test_train_photos_load_and_stay_out_of_the_ood_check() -> None:
+    from stts_core.ood import OOD_PHOTOS
+
+    assert not set(syn.TRAIN_PHOTOS) & set(OOD_PHOTOS)
+    for name in syn.TRAIN_PHOTOS:
+        img = syn.photo(name)
+        assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and min(img.shape[:2]) >= 150

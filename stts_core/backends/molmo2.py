@@ -25,21 +25,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoProcessor, Molmo2ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from stts_core.backends.base import Generation, PreparedInputs, ViTState
-from stts_core.packing import PackedLayout, pack, packed_attention, unpack
+from stts_core.backends.base import Generation, ModelLoadError, PreparedInputs, SuffixGeometry, ViTState
+from stts_core.packing import PackedLayout, pack, packed_attention, refill_lonely_frames, unpack
 from stts_core.scoring import TokenScorer
 from stts_core.selection import groups_to_patch_mask
 from stts_core.timing import synchronize
 
 SCORER_PREFIX = "temporal_token_scorer."
 REFERENCE_SCORER_MARK = "temporal_token_scorer."
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says which and why in one sentence."""
 
 
 def default_scoring_layer(num_vit_layers: int) -> int:
@@ -56,6 +53,8 @@ class STTSSettings:
     layer: int
     keep_ratio: float = 0.5
     scorer_hidden: int | None = None
+    refill_lonely_frames: bool = True  # packing.refill_lonely_frames in the packed blocks (the reference's rule)
+    detach_scorer_input: bool = False  # stop-gradient between block k and the scorer (the reference has none)
 
     @classmethod
     def from_config(cls, config: Any) -> STTSSettings:
@@ -64,7 +63,9 @@ class STTSSettings:
         layer = int(raw.get("layer", default_scoring_layer(num_layers)))
         if not 0 <= layer <= num_layers - 2:
             raise ValueError(f"STTS scoring layer {layer} must leave at least one ViT block after it.")
-        return cls(layer=layer, keep_ratio=float(raw.get("keep_ratio", 0.5)), scorer_hidden=raw.get("scorer_hidden"))
+        return cls(layer=layer, keep_ratio=float(raw.get("keep_ratio", 0.5)), scorer_hidden=raw.get("scorer_hidden"),
+                   refill_lonely_frames=bool(raw.get("refill_lonely_frames", True)),
+                   detach_scorer_input=bool(raw.get("detach_scorer_input", False)))
 
 
 class Molmo2ForSTTS(Molmo2ForConditionalGeneration):
@@ -149,7 +150,7 @@ def load_molmo2(
     dtype: torch.dtype | None = None,
     trust_remote_code: bool = False,
     local_files_only: bool | None = None,
-    attention_backend: str = "auto",
+    attention_impl: str = "auto",
 ) -> Molmo2Backend:
     """Load a Molmo2 checkpoint (hub id or local directory) with its processor, ready for STTS.
 
@@ -183,7 +184,7 @@ def load_molmo2(
             _install_scorer(model, reference)
             has_scorer = True
     return Molmo2Backend(model, processor, source=source, has_learned_scorer=has_scorer,
-                         attention_backend=attention_backend)
+                         attention_impl=attention_impl)
 
 
 def _absolute_layer(layer: int, num_layers: int) -> int:
@@ -201,13 +202,13 @@ class Molmo2Backend:
         processor: Any,
         source: str = "",
         has_learned_scorer: bool = True,
-        attention_backend: str = "auto",
+        attention_impl: str = "auto",
     ) -> None:
         self.model = model
         self.processor = processor
         self.source = source
         self.has_learned_scorer = has_learned_scorer
-        self.attention_backend = attention_backend
+        self.attention_impl = attention_impl
         settings = STTSSettings.from_config(model.config)
         self.scoring_layer = settings.layer
         self.default_keep_ratio = settings.keep_ratio
@@ -221,6 +222,9 @@ class Molmo2Backend:
             )
         self.image_token_id = model.config.image_patch_id
         self.eos_token_ids = self._eos_ids()
+        self.warm = False
+        self.gradient_checkpointing = False
+        self.serving: Any = None  # molmo2_serving.Molmo2Serving: static-cache / compiled decoding, flex prefill
 
     # ----------------------------------------------------------------- basics
     @property
@@ -234,6 +238,48 @@ class Molmo2Backend:
     @property
     def tokenizer(self) -> Any:
         return self.processor.tokenizer
+
+    @property
+    def llm_hidden_size(self) -> int:
+        return int(self.model.config.text_config.hidden_size)
+
+    @property
+    def llm_num_layers(self) -> int:
+        return int(self.model.config.text_config.num_hidden_layers)
+
+    @property
+    def suffix_geometry(self) -> SuffixGeometry:
+        k1 = self.scoring_layer + 1
+        attn = self.model.model.vision_tower.layers[k1].self_attn
+        return SuffixGeometry(packed_blocks=self.last_layer - k1,
+                              unpacked_reads=sum(1 for i in self.feature_layers if i > k1),
+                              heads=int(attn.config.num_attention_heads), head_dim=int(attn.head_dim))
+
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute activations in backward for every ViT and LLM block, packed ones included, so
+        the baseline and STTS trade compute for memory the same way (long videos need it on one GPU).
+        The LLM's KV cache is off while it is on, as transformers requires."""
+        model = self.model
+        if enabled and hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif enabled:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(model, "activation_checkpointing_disable"):
+            model.activation_checkpointing_disable()
+        else:
+            model.gradient_checkpointing_disable()
+        for config in (model.config, getattr(model.config, "text_config", None)):
+            if config is not None:
+                config.use_cache = not enabled
+        self.gradient_checkpointing = enabled
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Weights (safetensors), config and processor into one directory that `load_backend` reads."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out, safe_serialization=True)
+        self.processor.save_pretrained(out)
+        return out
 
     def _eos_ids(self) -> set[int]:
         ids = self.model.generation_config.eos_token_id
@@ -336,11 +382,17 @@ class Molmo2Backend:
         return ViTState(hidden=x, saved=saved)
 
     def learned_scores(self, state: ViTState, inputs: PreparedInputs) -> torch.Tensor:
-        """The scorer reads the block-k features through a stop-gradient: the auxiliary loss trains
-        the scorer, not the ViT. Without it the ViT learns to inflate its features so the scorer's
-        sigmoid saturates at 0 for static regions, and the inflated features drown the video for the
-        LLM (seen when training from scratch). The task loss still reaches the scorer through the bias."""
-        return self.model.temporal_token_scorer(state.hidden.detach(), inputs.groups)
+        """The scorer on block k's features. As in the reference implementation, gradient flows from
+        the scores (auxiliary loss, attention bias) back into ViT blocks 0..k; the checkpoint setting
+        `stts.detach_scorer_input` puts a stop-gradient there instead (measured in
+        scripts/diagnose_saturation.py: it is not what drives the scorer into saturation)."""
+        features = state.hidden.detach() if self._stts_option("detach_scorer_input", False) else state.hidden
+        return self.model.temporal_token_scorer(features, inputs.groups)
+
+    def _stts_option(self, name: str, default: bool) -> bool:
+        """A boolean STTS setting of the checkpoint (`config.stts`), read at call time so a test or a
+        training run can switch it on the loaded model."""
+        return bool((getattr(self.model.config, "stts", None) or {}).get(name, default))
 
     def _packed_block(self, index: int, tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         """One ViT block on packed tokens: the block's own modules, attention within each frame."""
@@ -349,7 +401,7 @@ class Molmo2Backend:
         h = layer.layer_norm1(tokens)
         shape = (tokens.shape[0], -1, attn.head_dim)
         q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
-        o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=self.attention_backend)
+        o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=self.attention_impl)
         tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
         return tokens + layer.mlp(layer.layer_norm2(tokens))
 
@@ -357,12 +409,15 @@ class Molmo2Backend:
         self,
         state: ViTState,
         inputs: PreparedInputs,
-        keep: torch.Tensor | None,
+        keep_mask: torch.Tensor | None,
         bias: torch.Tensor | None,
         counter: list[int] | None = None,
     ) -> ViTState:
         """Block k+1 on all patches (with the key bias when given), then the later blocks on kept
-        patches only, packed. `counter`, when given, collects the token count each later block ran on."""
+        patches only, packed. A frame that packing leaves alone in a row runs whole in those blocks
+        (`packing.refill_lonely_frames`, as the reference does; off when the checkpoint sets
+        `stts.refill_lonely_frames` false), its refilled patches dropped afterwards. `counter`, when
+        given, collects the token count each later block ran on, refilled patches included."""
         vision = self.model.model.vision_tower
         k1 = self.scoring_layer + 1
         mask = None if bias is None else bias[:, None, None, :].to(state.hidden.dtype)
@@ -370,7 +425,7 @@ class Molmo2Backend:
         saved = dict(state.saved)
         if k1 in self.feature_layers:
             saved[k1] = x
-        if keep is None:
+        if keep_mask is None:
             for i in range(k1 + 1, self.last_layer + 1):
                 x = vision.layers[i](x, None)
                 if counter is not None:
@@ -378,33 +433,40 @@ class Molmo2Backend:
                 if i in self.feature_layers:
                     saved[i] = x
             return ViTState(hidden=x, saved=saved)
-        layout = PackedLayout.from_mask(groups_to_patch_mask(keep, inputs.groups, inputs.patches_per_frame))
+        kept = groups_to_patch_mask(keep_mask, inputs.groups, inputs.patches_per_frame)
+        ran = refill_lonely_frames(kept) if self._stts_option("refill_lonely_frames", True) else kept
+        layout = PackedLayout.from_mask(ran)
         tokens = pack(x, layout)
         for i in range(k1 + 1, self.last_layer + 1):
-            tokens = self._packed_block(i, tokens, layout)
+            if self.gradient_checkpointing and self.model.training and torch.is_grad_enabled():
+                tokens = checkpoint(self._packed_block, i, tokens, layout, use_reentrant=False)
+            else:
+                tokens = self._packed_block(i, tokens, layout)
             if counter is not None:
                 counter.append(tokens.shape[0])
             if i in self.feature_layers:
-                saved[i] = unpack(tokens, layout)
+                grid = unpack(tokens, layout)
+                # Refilled patches served as context only: pruned places hold zeros.
+                saved[i] = grid if ran is kept else grid * kept[..., None].to(grid.dtype)
         return ViTState(hidden=saved[self.last_layer], saved=saved)
 
-    def connect(self, state: ViTState, inputs: PreparedInputs, keep: torch.Tensor | None) -> torch.Tensor:
+    def connect(self, state: ViTState, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> torch.Tensor:
         """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order."""
         features = torch.cat([state.saved[i] for i in self.feature_layers], dim=-1)
         pooling = inputs.tensors["video_token_pooling"]
-        if keep is not None:
-            pooling = pooling[keep.reshape(-1).to(pooling.device)]
+        if keep_mask is not None:
+            pooling = pooling[keep_mask.reshape(-1).to(pooling.device)]
         return self.model.model.multi_modal_projector(features, pooling).last_hidden_state
 
-    def llm_inputs(self, inputs: PreparedInputs, keep: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def llm_inputs(self, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:
         """input_ids / attention_mask / mm_token_type_ids with the pruned placeholders removed in step."""
         names = ("input_ids", "attention_mask", "mm_token_type_ids")
         out = {k: inputs.tensors[k] for k in names if k in inputs.tensors}
-        if keep is None:
+        if keep_mask is None:
             return out
         ids = out["input_ids"][0]
         placeholder = (ids == self.image_token_id).nonzero().squeeze(1)
-        flat_keep = keep.reshape(-1).to(ids.device)
+        flat_keep = keep_mask.reshape(-1).to(ids.device)
         if placeholder.numel() != flat_keep.numel():
             raise ValueError(f"The prompt has {placeholder.numel()} visual placeholders for {flat_keep.numel()} groups.")
         stay = torch.ones_like(ids, dtype=torch.bool)
@@ -420,13 +482,15 @@ class Molmo2Backend:
         self,
         inputs: PreparedInputs,
         visual: torch.Tensor,
-        keep: torch.Tensor | None,
+        keep_mask: torch.Tensor | None,
         max_new_tokens: int = 16,
         stop_at_eos: bool = True,
         llm: dict[str, torch.Tensor] | None = None,
     ) -> Generation:
         """Greedy decoding with the KV cache, timing prefill (first token) and decoding apart."""
-        llm = llm if llm is not None else self.llm_inputs(inputs, keep)
+        if self.serving is not None:
+            return self.serving.generate(self, inputs, visual, keep_mask, max_new_tokens, stop_at_eos, llm)
+        llm = llm if llm is not None else self.llm_inputs(inputs, keep_mask)
         attention_mask = llm["attention_mask"]
         synchronize(self.device)
         start = time.perf_counter()
@@ -453,3 +517,107 @@ class Molmo2Backend:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return Generation(token_ids=tokens, text=text, prefill_s=prefill_s, decode_s=decode_s,
                           prompt_tokens=int(llm["input_ids"].shape[1]))
+
+    # ----------------------------------------------------------------- training
+    def answer_ids(self, answer: str) -> list[int]:
+        """The tokens the model is trained to produce for `answer`: its words, then end-of-sequence."""
+        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
+        return [*ids, self.tokenizer.eos_token_id]
+
+    def answer_pass(self, prompts: list[dict[str, torch.Tensor]], answers: list[str], visual: torch.Tensor,
+                    hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean over questions of the next-token loss on each answer, and, with `hidden_layer`, the
+        LLM's hidden states after that many layers at the visual tokens (visual tokens, LLM width).
+
+        The prompts of one clip share everything up to the end of the video (`prepare_questions`), so
+        that prefix, the bulk of the tokens, runs through the LLM once and each question's text and
+        answer run on its KV cache. Prompts that differ before the end of the video, and training with
+        gradient checkpointing (which turns the cache off), take `_padded_answer_pass` instead.
+        """
+        if self.gradient_checkpointing and self.model.training:
+            return self._padded_answer_pass(prompts, answers, visual, hidden_layer)
+        ids = [p["input_ids"][0] for p in prompts]
+        shared = _shared_prefix_length(ids)
+        if bool((ids[0][shared:] == self.image_token_id).any()):
+            return self._padded_answer_pass(prompts, answers, visual, hidden_layer)
+        types = prompts[0]["mm_token_type_ids"][:, :shared]
+        prefix = self.model(input_ids=ids[0][None, :shared], attention_mask=torch.ones_like(types),
+                            mm_token_type_ids=types, mm_encoder_outputs=self.encoder_outputs(visual),
+                            use_cache=True, logits_to_keep=1, output_hidden_states=hidden_layer is not None)
+        cache = prefix.cache
+        if len(prompts) > 1:
+            cache.batch_repeat_interleave(len(prompts))
+        targets = [torch.tensor(self.answer_ids(a), device=self.device) for a in answers]
+        tails = [torch.cat([x[shared:], t]) for x, t in zip(ids, targets, strict=True)]
+        tail_ids, tail_mask = _right_padded(tails, self.tokenizer.pad_token_id)
+        out = self.model(input_ids=tail_ids, attention_mask=torch.cat([tail_mask.new_ones(len(tails), shared),
+                                                                       tail_mask], 1),
+                         mm_token_type_ids=torch.zeros_like(tail_ids), cache=cache, use_cache=True)
+        losses = []
+        for i, (x, t) in enumerate(zip(ids, targets, strict=True)):
+            start = len(x) - shared - 1  # the last prompt token's logits predict the first answer token
+            losses.append(torch.nn.functional.cross_entropy(out.logits[i, start:start + len(t)].float(), t))
+        hidden = None
+        if hidden_layer is not None:
+            hidden = _visual_hidden(prefix.hidden_states, hidden_layer, ids[0][:shared] == self.image_token_id, visual)
+        return torch.stack(losses).mean(), hidden
+
+    def _padded_answer_pass(self, prompts: list[dict[str, torch.Tensor]], answers: list[str], visual: torch.Tensor,
+                            hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`answer_pass` for prompts without a shared video prefix: all questions in one batched pass.
+
+        Rows are left-padded (pads masked out), so every answer ends the row and only the last few
+        positions need logits; RoPE is relative, so the shift changes nothing for the real tokens.
+        Every row holds the same visual placeholders, so the clip's visual features are repeated per row.
+        """
+        targets = [torch.tensor(self.answer_ids(a), device=self.device) for a in answers]
+        rows = [torch.cat([p["input_ids"][0], t]) for p, t in zip(prompts, targets, strict=True)]
+        types = [torch.cat([p["mm_token_type_ids"][0], torch.zeros_like(t)]) for p, t in zip(prompts, targets, strict=True)]
+        input_ids = _left_padded(rows, self.tokenizer.pad_token_id)
+        attention_mask = _left_padded([torch.ones_like(r) for r in rows], 0)
+        keep = max(len(t) for t in targets) + 1
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, mm_token_type_ids=_left_padded(types, 0),
+                         mm_encoder_outputs=self.encoder_outputs(visual.repeat(len(rows), 1)),
+                         logits_to_keep=keep, output_hidden_states=hidden_layer is not None)
+        losses = []
+        for i, t in enumerate(targets):
+            losses.append(torch.nn.functional.cross_entropy(out.logits[i, keep - 1 - len(t): keep - 1].float(), t))
+        hidden = None
+        if hidden_layer is not None:
+            hidden = _visual_hidden(out.hidden_states, hidden_layer, input_ids[0] == self.image_token_id, visual)
+        return torch.stack(losses).mean(), hidden
+
+
+def _shared_prefix_length(ids: list[torch.Tensor]) -> int:
+    """Tokens every prompt starts with, leaving each at least one own token (whose logits give the
+    first answer token)."""
+    shared = min(len(x) for x in ids) - 1
+    for x in ids[1:]:
+        differ = (x[:shared] != ids[0][:shared]).nonzero()
+        if len(differ):
+            shared = int(differ[0])
+    return shared
+
+
+def _right_padded(rows: list[torch.Tensor], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows padded at the end into one (rows, width) tensor, and the mask of real tokens."""
+    width = max(len(r) for r in rows)
+    ids = torch.stack([torch.cat([r, r.new_full((width - len(r),), pad)]) for r in rows])
+    mask = torch.stack([torch.arange(width, device=ids.device) < len(r) for r in rows]).long()
+    return ids, mask
+
+
+def _left_padded(rows: list[torch.Tensor], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.stack([torch.cat([r.new_full((width - len(r),), value), r]) for r in rows])
+
+
+def _visual_hidden(hidden_states: tuple[torch.Tensor, ...], layer: int, placeholders: torch.Tensor,
+                   visual: torch.Tensor) -> torch.Tensor:
+    """Row 0's hidden states after `layer` layers at the visual placeholders."""
+    if not 0 <= layer < len(hidden_states):
+        raise ValueError(f"hidden_layer must be in 0..{len(hidden_states) - 1}, got {layer}.")
+    hidden = hidden_states[layer][0, placeholders]
+    if hidden.shape[0] != visual.shape[0]:
+        raise ValueError(f"{hidden.shape[0]} visual placeholders for {visual.shape[0]} visual tokens.")
+    return hidden

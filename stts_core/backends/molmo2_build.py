@@ -49,6 +49,23 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% endfor %}{% if add_generation_prompt %} answer :{% endif %}"
 )
 
+_TINY: dict[str, Any] = {
+    "image_size": 126,
+    # Trained from scratch: at Molmo2's 0.02 the visual tokens leave the adapter at ~1e-7 (five small
+    # linear maps in a row) against word embeddings of 0.02, and the LLM cannot see the video at first.
+    "initializer_range": 0.065,
+    # At that scale the ViT's position embedding is ~20x smaller than the patch embeddings, so a
+    # from-scratch ViT is a bag of patches: it can tell neither where an object is nor its shape.
+    "vit_position_init": "sincos",
+    "stts_layer": 1,
+    "vision": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=5, num_attention_heads=4,
+                   num_key_value_heads=4, head_dim=24),
+    "adapter": dict(vision_feature_layer=[-1, -3], num_attention_heads=4, num_key_value_heads=4, head_dim=24,
+                    intermediate_size=256),
+    "text": dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_hidden_layers=3,
+                 intermediate_size=384),
+}
+
 # Architecture presets. Vision/adapter/text kwargs follow Molmo2Config's sub-configs.
 PRESETS: dict[str, dict[str, Any]] = {
     # For unit tests: runs forward + generate in milliseconds.
@@ -56,6 +73,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "image_size": 84,
         "initializer_range": 0.065,
         "stts_layer": 0,
+        # Unit tests count the patches the packed blocks run on; refill is tested on its own.
+        "refill_lonely_frames": False,
         "vision": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=2,
                        num_key_value_heads=2, head_dim=16),
         "adapter": dict(vision_feature_layer=[-1, -3], num_attention_heads=2, num_key_value_heads=2, head_dim=16,
@@ -64,22 +83,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                      intermediate_size=64),
     },
     # The built-in model: trained from scratch on the synthetic world on a 2-core CPU.
-    "tiny": {
-        "image_size": 126,
-        # Trained from scratch: at Molmo2's 0.02 the visual tokens leave the adapter at ~1e-7 (five small
-        # linear maps in a row) against word embeddings of 0.02, and the LLM cannot see the video at first.
-        "initializer_range": 0.065,
-        # At that scale the ViT's position embedding is ~20x smaller than the patch embeddings, so a
-        # from-scratch ViT is a bag of patches: it can tell neither where an object is nor its shape.
-        "vit_position_init": "sincos",
-        "stts_layer": 1,
-        "vision": dict(hidden_size=96, intermediate_size=256, num_hidden_layers=5, num_attention_heads=4,
-                       num_key_value_heads=4, head_dim=24),
-        "adapter": dict(vision_feature_layer=[-1, -3], num_attention_heads=4, num_key_value_heads=4, head_dim=24,
-                        intermediate_size=256),
-        "text": dict(hidden_size=128, num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_hidden_layers=3,
-                     intermediate_size=384),
-    },
+    "tiny": _TINY,
+    # The built-in model's architecture at finer masks: 168 px = 12 x 12 patches = 4 x 4 groups per frame.
+    "tiny-168": {**_TINY, "image_size": 168},
+    # 252 px = 18 x 18 patches = 6 x 6 groups per frame (about 4x the tiny preset's ViT work).
+    "tiny-252": {**_TINY, "image_size": 252},
     # Molmo2's shape at a size where a 32-frame run takes a few seconds on a 2-core CPU.
     "cpu-mid": {
         "image_size": 378,
@@ -163,8 +171,11 @@ def build_config(preset: str, tokenizer: PreTrainedTokenizerFast | None = None, 
     init = spec.get("initializer_range", 0.02)
     for sub in (vision, adapter, text):
         sub["initializer_range"] = init
+    # The reference scorer's MLP is as wide as the ViT's MLP; refill and no stop-gradient as the reference.
+    stts = {"layer": spec["stts_layer"], "keep_ratio": keep_ratio, "scorer_hidden": vision["intermediate_size"],
+            "refill_lonely_frames": spec.get("refill_lonely_frames", True), "detach_scorer_input": False}
     config = Molmo2Config(vision_config=vision, adapter_config=adapter, text_config=text, initializer_range=init,
-                          stts={"layer": spec["stts_layer"], "keep_ratio": keep_ratio}, **ids)
+                          stts=stts, **ids)
     if tokenizer is not None:
         config.text_config.eos_token_id = tokenizer.eos_token_id
         config.text_config.pad_token_id = tokenizer.pad_token_id
@@ -222,3 +233,63 @@ def build_random_checkpoint(out_dir: str | Path, preset: str = "micro", words: l
     model = build_model(preset, tokenizer, seed=seed)
     processor = build_processor(tokenizer, PRESETS[preset]["image_size"])
     return save_checkpoint(model, processor, out_dir)
+
+
+def resize_position_table(table: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """A trained (r * c, D) row-major ViT position table resampled (bicubic) to (rows * cols, D)."""
+    side = math.isqrt(table.shape[0])
+    if side * side != table.shape[0]:
+        raise ValueError(f"Expected a square position table, got {table.shape[0]} positions.")
+    grid = table.detach().float().reshape(side, side, -1).permute(2, 0, 1)[None]
+    out = torch.nn.functional.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
+    return out[0].permute(1, 2, 0).reshape(rows * cols, -1).to(table.dtype)
+
+
+def warm_start(source: str | Path, preset: str, out_dir: str | Path, seed: int = 0) -> Path:
+    """A preset's model initialised from a trained checkpoint of the same widths (e.g. the built-in
+    model at a finer input size): every weight of matching shape is copied, the ViT position table is
+    resampled to the new patch grid, and the scorer starts fresh (reference initialisation, the
+    preset's width). Written with a processor for the preset's input size; `load_backend` reads it."""
+    from stts_core.backends.molmo2 import load_molmo2
+    from stts_core.synthetic import VOCABULARY
+
+    tokenizer = build_tokenizer(VOCABULARY)
+    source_vocab = PreTrainedTokenizerFast.from_pretrained(str(source)).get_vocab()
+    if source_vocab != tokenizer.get_vocab():
+        raise ValueError(f"{source} uses another vocabulary than the synthetic world's; cannot warm-start from it.")
+    model = build_model(preset, tokenizer, seed=seed)
+    weights = load_molmo2(str(source), device="cpu", dtype=torch.float32).model.state_dict()
+    own = model.state_dict()
+    table_key = "model.vision_tower.positional_embedding"
+    copied = {}
+    for key, value in weights.items():
+        if key.startswith("temporal_token_scorer.") or key not in own:
+            continue
+        if key == table_key and value.shape != own[key].shape:
+            side = math.isqrt(own[key].shape[0])
+            value = resize_position_table(value, side, own[key].shape[0] // side)
+        if value.shape == own[key].shape:
+            copied[key] = value
+    missing = [k for k in own if k not in copied and not k.startswith("temporal_token_scorer.")]
+    if missing:
+        raise ValueError(f"{source} does not fit preset {preset!r}: no weights for {missing[:3]}...")
+    model.load_state_dict(copied, strict=False)
+    return save_checkpoint(model, build_processor(tokenizer, PRESETS[preset]["image_size"]), out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m stts_core.backends.molmo2_build --from DIR --preset P --out DIR`: write a warm start."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m stts_core.backends.molmo2_build", description=warm_start.__doc__)
+    p.add_argument("--from", dest="source", required=True, help="trained checkpoint directory")
+    p.add_argument("--preset", required=True, choices=sorted(PRESETS))
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    print(warm_start(args.source, args.preset, args.out, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
