@@ -12,7 +12,8 @@ Runs the unpruned baseline and every scorer x keep ratio on each example of a da
 
 Data (--data): a folder with ``questions.csv`` or ``questions.jsonl`` (columns ``video``, ``question``,
 optional ``answer``, ``type``, ``id``) and the videos, one of those files, a .zip of such a folder, or the
-built-in synthetic split ``synthetic:test[:N]`` (also ``synthetic:test:N``).
+built-in synthetic split ``synthetic:test[:N]`` (also ``synthetic:test:N``; ``synthetic-rich:test:N`` for
+the rich world over real photographs).
 
 Scorers: learned, heuristic, random (prune groups of all frames) and frames (sample round(keep x T)
 frames uniformly and prune nothing: the same visual-token budget).
@@ -121,7 +122,7 @@ class Dataset:
             self._tmp = None
 
 
-_SYNTHETIC = re.compile(r"^synthetic:(train|val|test)(?::(\d+)|\[:(\d+)\])?$")
+_SYNTHETIC = re.compile(r"^synthetic(?:-(plain|rich))?:(train|val|test)(?::(\d+)|\[:(\d+)\])?$")
 
 
 def load_dataset(
@@ -146,7 +147,7 @@ def load_dataset(
         tmp = tempfile.TemporaryDirectory(prefix="stts-analyze-")
         workdir = tmp.name
     try:
-        if text.startswith("synthetic:"):
+        if text.startswith(("synthetic:", "synthetic-")):
             table, base = _synthetic_table(text, Path(workdir), limit, num_frames), None
         else:
             table, base = _find_table(Path(text).expanduser(), Path(workdir))
@@ -171,16 +172,17 @@ def _synthetic_table(spec: str, workdir: Path, limit: int | None, num_frames: in
     match = _SYNTHETIC.match(spec)
     if match is None:
         raise DatasetError(f"'{spec}' is not a synthetic split; write synthetic:test or synthetic:test:N.")
-    split = match.group(1)
-    count = int(match.group(2) or match.group(3) or DEFAULT_SYNTHETIC)
+    world, split = match.group(1) or "plain", match.group(2)
+    count = int(match.group(3) or match.group(4) or DEFAULT_SYNTHETIC)
     if limit is not None:
         count = min(count, limit)
     if count < 1:
         raise DatasetError("A synthetic split needs at least one question.")
-    return synthetic_split(workdir / f"synthetic-{split}-{num_frames}f", split, count, num_frames)
+    folder = workdir / (f"synthetic-{split}-{num_frames}f" if world == "plain" else f"synthetic-{world}-{split}-{num_frames}f")
+    return synthetic_split(folder, split, count, num_frames, world)
 
 
-def synthetic_split(out_dir: Path, split: str, num_questions: int, num_frames: int) -> Path:
+def synthetic_split(out_dir: Path, split: str, num_questions: int, num_frames: int, world: str = "plain") -> Path:
     """Clips of a synthetic split written as mp4 (read back through the app's decoder) with at least
     ``num_questions`` questions; an existing folder with enough questions is reused. Returns the JSONL,
     whose rows are truncated to exactly ``num_questions``."""
@@ -192,7 +194,7 @@ def synthetic_split(out_dir: Path, split: str, num_questions: int, num_frames: i
         return _first_rows(jsonl, num_questions)
     clips = max(1, num_questions // 2 + 8)
     while True:
-        written = write_split(out_dir, split, clips, num_frames=num_frames)
+        written = write_split(out_dir, split, clips, num_frames=num_frames, world=world)
         if _enough_rows(written, num_questions):
             return _first_rows(written, num_questions)
         clips = int(clips * 1.3) + 1

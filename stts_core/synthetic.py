@@ -717,8 +717,9 @@ def write_split(
     num_frames: int = 16,
     size: int = 252,
     fps: float = 8.0,
+    world: str = "plain",
 ) -> Path:
-    """Write ``out_dir/split/clip_XXXXX.mp4`` and ``out_dir/split.jsonl`` (one line per question).
+    """Write ``out_dir/split/clip_XXXXX.mp4`` and ``out_dir/split.jsonl`` (one line per question) of a world.
 
     The ``video`` field is relative to ``out_dir`` (the JSONL's folder) so the folder can be moved.
     """
@@ -728,7 +729,7 @@ def write_split(
     (out / split).mkdir(parents=True, exist_ok=True)
     jsonl = out / f"{split}.jsonl"
     with jsonl.open("w", encoding="utf-8") as fh:
-        for i, clip in enumerate(iter_split(split, num_clips, num_frames=num_frames, size=size)):
+        for i, clip in enumerate(iter_split(split, num_clips, num_frames=num_frames, size=size, world=world)):
             rel = Path(split) / f"clip_{i:05d}.mp4"
             write_video(out / rel, clip.frames, fps=fps)
             for qa in clip.qas:

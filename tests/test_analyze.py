@@ -218,6 +218,17 @@ def test_synthetic_spec_forms(tmp_path: Path) -> None:
         load_dataset("synthetic:nope", workdir=tmp_path)
 
 
+def test_the_rich_world_split_has_the_same_questions_over_other_pixels(tmp_path: Path) -> None:
+    from stts_core.video import load_video
+
+    plain = load_dataset("synthetic:test:2", workdir=tmp_path, num_frames=FRAMES)
+    rich = load_dataset("synthetic-rich:test:2", workdir=tmp_path, num_frames=FRAMES)
+    assert [(e.question, e.answer) for e in rich.examples] == [(e.question, e.answer) for e in plain.examples]
+    first_plain, first_rich = (load_video(d.examples[0].path, FRAMES).frames for d in (plain, rich))
+    assert first_plain.shape == first_rich.shape
+    assert float(abs(first_plain.astype(float) - first_rich.astype(float)).mean()) > 10
+
+
 def test_tables_need_video_and_question_columns(tmp_path: Path) -> None:
     (tmp_path / "questions.csv").write_text("clip,question\na.mp4,what ?\n")
     with pytest.raises(DatasetError, match="video"):
