@@ -418,7 +418,7 @@ class Handlers:
         path = _video_path(video)
         info = self._clip(path).video.info
         if media.is_playable(info):
-            return gr.skip(), video_markdown(info, frames, self.limits)
+            return gr.skip(), video_markdown(info, frames, self.limits, converted=media.converted_from(info) is not None)
         try:
             converted = str(media.convert_to_mp4(path, self.limits))
         except VideoError as err:

@@ -97,6 +97,16 @@ def _even_size(width: int, height: int, max_side: int = MAX_CONVERT_SIDE) -> tup
     return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
+CONVERTED_MARK = "STTS Studio: converted for the browser player from "
+
+
+def converted_from(info: dict) -> str | None:
+    """The source codec of an MP4 that `convert_to_mp4` wrote (gradio hands back a copy under another
+    path, so the file's own metadata is what tells), else None."""
+    comment = str(info.get("comment") or "")
+    return comment.removeprefix(CONVERTED_MARK) if comment.startswith(CONVERTED_MARK) else None
+
+
 def convert_to_mp4(source: str | Path, limits: VideoLimits) -> Path:
     """Re-encode any readable video (GIF, AVI, MKV, ...) as H.264 MP4 with its own frame timing.
 
@@ -105,10 +115,12 @@ def convert_to_mp4(source: str | Path, limits: VideoLimits) -> Path:
     with open_video(source, limits) as video:
         width, height = _even_size(int(video.info["width"]), int(video.info["height"]))
         fps = float(video.info["fps"] or 8.0)
+        codec = str(video.info["codec"])
     out = new_folder() / (Path(source).stem[:60] + ".mp4")
     time_base = Fraction(1, 1000)
     try:
         with av.open(str(source), options={"protocol_whitelist": "file"}) as src, av.open(str(out), "w") as dst:
+            dst.metadata["comment"] = CONVERTED_MARK + codec  # the player's copy says what it was made from
             stream_in = src.streams.video[0]
             stream = dst.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001),
                                     options={"crf": "20", "preset": "veryfast"})

@@ -443,6 +443,7 @@ def _inspect(container: av.container.InputContainer, limits: VideoLimits, deadli
         "rotation": turns * 90,
         "codec": stream.codec_context.name,
         "container": container.format.name,
+        "comment": str(container.metadata.get("comment", "")),  # e.g. what a converter wrote about the source
     }
 
 

@@ -263,6 +263,12 @@ def test_other_containers_play_and_run(handlers: Handlers, micro_checkpoint: Pat
     with av.open(player) as converted_file:
         stream = converted_file.streams.video[0]
         assert stream.codec_context.name == "h264" and len(list(converted_file.decode(stream))) == 8
+    if converted:  # the player hands back a copy under another path: its line still says it was converted
+        copy = tmp_path / "copy" / "uploaded.mp4"
+        copy.parent.mkdir()
+        copy.write_bytes(Path(player).read_bytes())
+        again, info_again = handlers.check_video(str(copy))
+        assert again == gr.skip() and "Converted to H.264 MP4" in info_again
     out = handlers.run(str(path), QUESTION, str(micro_checkpoint), "random", 8, 0.5, False)
     assert out.stts_answer and out.view.result.keep_mask.shape[0] == 8
 
