@@ -35,7 +35,7 @@ from stts_core.backends.base import PreparedInputs, VideoBackend
 from stts_core.backends.molmo2_serving import PREFILL_MODES, SERVING_CHOICES, roofline_table
 from stts_core.backends.molmo2_serving import install as install_serving
 from stts_core.loading import backend_from_preset, load_backend
-from stts_core.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
+from stts_core.packing import ATTENTION_BACKENDS, PackedLayout, frame_block_mask, pack, resolve_backend, unpack
 from stts_core.pipeline import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
 from stts_core.selection import groups_to_patch_mask, kept_group_count
 from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, synchronize
@@ -439,7 +439,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--grad-checkpoint", action="store_true",
                    help="with --train: recompute activations in backward (both runs), for long videos on one GPU")
     p.add_argument("--attention-impl", "--attention", dest="attention_impl",
-                   choices=("auto", "flash", "flex", "rows", "loop"), default="auto",
+                   choices=ATTENTION_BACKENDS, default="auto",
                    help="packed attention kernel of the STTS path")
     p.add_argument("--serving", choices=SERVING_CHOICES, default="eager",
                    help="LLM decoding: eager (the stock loop), static (static KV cache), compiled (static + CUDA graphs)")

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-ATTENTION_BACKENDS = ("auto", "flash", "flex", "rows", "loop")
+ATTENTION_BACKENDS = ("auto", "flash", "varlen", "flex", "rows", "loop")
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -178,7 +178,32 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         return "flex" if device.type == "cuda" else "rows"
     if backend == "flash" and not _flash_available(device):
         raise ValueError("The flash back end needs CUDA and the flash-attn package.")
+    if backend == "varlen" and not _varlen_available(device):
+        raise ValueError("The varlen back end needs CUDA and torch.nn.attention.varlen (torch >= 2.10).")
     return backend
+
+
+def _varlen_available(device: torch.device) -> bool:
+    if device.type != "cuda":
+        return False
+    try:
+        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _attend_varlen(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    """PyTorch's own flash variable-length kernel: per-frame attention from the cumulative frame
+    lengths, no mask and no padding of the head dimension (docs/serving.md: why flex is slower here).
+    Not chosen by "auto" until a GPU run has measured it."""
+    from torch.nn.attention.varlen import varlen_attn
+
+    default = q.shape[-1] ** -0.5
+    if scale is not None and abs(scale - default) > 1e-6 * default:
+        q = q * (scale / default)  # the kernel's own scale argument is newer than the function
+    cu = layout.cu_seqlens.to(device=q.device, dtype=torch.int32)
+    return varlen_attn(q, k, v, cu, cu, layout.max_seqlen, layout.max_seqlen)
 
 
 def _attend_rows(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
@@ -286,5 +311,6 @@ def packed_attention(
         k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
     if layout.total == 0:
         return q.clone()
-    impl = {"flash": _attend_flash, "flex": _attend_flex, "rows": _attend_rows, "loop": _attend_loop}
+    impl = {"flash": _attend_flash, "varlen": _attend_varlen, "flex": _attend_flex, "rows": _attend_rows,
+            "loop": _attend_loop}
     return impl[resolve_backend(backend, q.device)](q, k, v, layout, scale)

@@ -309,7 +309,9 @@ def test_resolve_backend_on_cpu():
         resolve_backend("sdpa", cpu)
     with pytest.raises(ValueError):
         resolve_backend("flash", cpu)
-    assert set(ATTENTION_BACKENDS) == {"auto", "flash", "flex", "rows", "loop"}
+    with pytest.raises(ValueError, match="varlen back end needs CUDA"):
+        resolve_backend("varlen", cpu)
+    assert set(ATTENTION_BACKENDS) == {"auto", "flash", "varlen", "flex", "rows", "loop"}
 
 
 def test_unknown_backend_raises_in_packed_attention():

@@ -358,20 +358,6 @@ def install(backend: VideoBackend, serving: str = "eager", prefill: str = "sdpa"
 
 
 # ------------------------------------------------------------------------------ ViT suffix probe
-def varlen_packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: PackedLayout,
-                            scale: float | None = None) -> torch.Tensor:
-    """Attention within each frame of packed (total, heads, head_dim) tokens through PyTorch's own
-    flash-attention variable-length kernel (`torch.nn.attention.varlen`, CUDA, torch >= 2.10): no
-    mask, no padding, the frames' cumulative lengths only. A candidate `packing` back end."""
-    from torch.nn.attention.varlen import varlen_attn
-
-    default = q.shape[-1] ** -0.5
-    if scale is not None and abs(scale - default) > 1e-6 * default:
-        q = q * (scale / default)  # the kernel's scale argument is newer than the function
-    cu = layout.cu_seqlens.to(device=q.device, dtype=torch.int32)
-    return varlen_attn(q, k, v, cu, cu, layout.max_seqlen, layout.max_seqlen)
-
-
 def probe_lengths(frames: int, patches: int, keep: float, seed: int = 0) -> list[int]:
     """Kept patches per frame as STTS leaves them: the first frame whole, the others near keep * N."""
     rng = torch.Generator().manual_seed(seed)
@@ -458,8 +444,6 @@ def _probe_impl(impl: str, layer: torch.nn.Module, tokens: torch.Tensor, qkv: tu
     scale = layer.self_attn.scaling
 
     def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        if impl == "varlen":
-            return varlen_packed_attention(q, k, v, layout, scale)
         return packed_attention(q, k, v, layout, scale=scale, backend=impl)
 
     try:
