@@ -15,6 +15,7 @@ All give the same numbers as running every frame on its own.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -158,14 +159,19 @@ def unpack(tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     return out.index_copy(0, layout.flat_index, tokens).view(t, n, -1)
 
 
-def _flash_available(device: torch.device) -> bool:
+def _cuda_kernel_available(device: torch.device, module: str) -> bool:
+    """A CUDA device and an importable kernel module (flash-attn, or torch's own varlen attention)."""
     if device.type != "cuda":
         return False
     try:
-        import flash_attn  # noqa: F401
+        importlib.import_module(module)
     except ImportError:
         return False
     return True
+
+
+def _flash_available(device: torch.device) -> bool:
+    return _cuda_kernel_available(device, "flash_attn")
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -184,13 +190,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def _varlen_available(device: torch.device) -> bool:
-    if device.type != "cuda":
-        return False
-    try:
-        from torch.nn.attention.varlen import varlen_attn  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _cuda_kernel_available(device, "torch.nn.attention.varlen")
 
 
 def _attend_varlen(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
