@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU table of docs/benchmarks.md in one go: the Molmo2-4B architecture with random weights
 # (timing does not depend on weight values), bf16, one CUDA GPU (H100 or H200).
-#   tests    : the CUDA tests of the serving paths (pytest -m gpu tests/test_serving.py)
+#   tests    : the CUDA tests of the serving paths and GPU preprocessing (pytest -m gpu)
 #   serving  : frames 128 256 x keep 0.5 with static-cache CUDA-graph decoding and the FlexAttention
 #              LLM prefill (docs/serving.md), baseline and STTS alike
 #   probe    : one ViT block, stock vs packed per attention back end (docs/serving.md), suffix_probe.json
@@ -49,7 +49,7 @@ SERVE=stts_core.bench
 
 if part tests; then
     start=$SECONDS
-    "$PY" -m pytest -q -m gpu tests/test_serving.py -rs 2>&1 | tee "$OUT/serving_gpu_tests.txt"
+    "$PY" -m pytest -q -m gpu tests/test_serving.py tests/test_molmo2_backend.py -rs 2>&1 | tee "$OUT/serving_gpu_tests.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
     echo "== serving GPU tests after $((SECONDS - start)) s"
 fi

@@ -13,7 +13,7 @@ Runs the unpruned baseline and every scorer x keep ratio on each example of a da
 Data (--data): a folder with ``questions.csv`` or ``questions.jsonl`` (columns ``video``, ``question``,
 optional ``answer``, ``type``, ``id``) and the videos, one of those files, a .zip of such a folder, or the
 built-in synthetic split ``synthetic:test[:N]`` (also ``synthetic:test:N``; ``synthetic-rich:test:N`` for
-the rich world over real photographs).
+the rich world over real photographs, ``synthetic-mixed:test:N`` for both in turn).
 
 Scorers: learned, heuristic, random (prune groups of all frames) and frames (sample round(keep x T)
 frames uniformly and prune nothing: the same visual-token budget).
@@ -122,7 +122,7 @@ class Dataset:
             self._tmp = None
 
 
-_SYNTHETIC = re.compile(r"^synthetic(?:-(plain|rich))?:(train|val|test)(?::(\d+)|\[:(\d+)\])?$")
+_SYNTHETIC = re.compile(r"^synthetic(?:-(plain|rich|mixed))?:(train|val|test)(?::(\d+)|\[:(\d+)\])?$")
 
 
 def load_dataset(

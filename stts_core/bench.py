@@ -445,6 +445,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="LLM decoding: eager (the stock loop), static (static KV cache), compiled (static + CUDA graphs)")
     p.add_argument("--prefill", choices=PREFILL_MODES, default="sdpa",
                    help="LLM prefill attention: sdpa (dense mask) or flex (block mask from the image-token spans)")
+    p.add_argument("--cpu-preprocess", action="store_true",
+                   help="resize and normalise on the CPU even when the model runs on a GPU (default: on the model's device)")
     p.add_argument("--threads", type=cli.whole_number(1), default=None, help="torch CPU threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--html", type=Path, default=None, help="write a speedup chart here")
@@ -477,6 +479,7 @@ def _setup(args: argparse.Namespace) -> tuple[VideoBackend, torch.device, torch.
     except (ValueError, RuntimeError, OSError) as err:
         cli.exit_with_error(str(err))
     backend.attention_impl = args.attention_impl
+    backend.preprocess_on_device = not args.cpu_preprocess
     backend.set_gradient_checkpointing(args.grad_checkpoint)
     install_serving(backend, args.serving, args.prefill)
     return backend, device, dtype
@@ -498,6 +501,7 @@ def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend
             "scorer": args.scorer, "scorer_used": scorer_used, "new_tokens": args.max_new_tokens,
             "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": args.seed,
             "attention": resolve_backend(args.attention_impl, backend.device), "grad_checkpoint": args.grad_checkpoint,
+            "preprocess_on": "cpu" if args.cpu_preprocess or backend.device.type == "cpu" else str(backend.device),
             "scoring_layer": backend.scoring_layer, "serving": args.serving, "prefill": args.prefill,
             "serving_notes": list(backend.serving.notes) if getattr(backend, "serving", None) else [],
         },

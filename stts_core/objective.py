@@ -6,7 +6,8 @@
   selection + soft key bias -> packed ViT suffix -> connector on the kept groups -> LLM on the kept
   visual tokens). The bias is how the task loss reaches the scorer (spatial signal).
 - aux: MSE between each group's score and its redundancy with the previous frame, 1 - cos(f(t-1),
-  f(t)) on block k's features, over frames >= 1 (temporal signal).
+  f(t)) on block k's features, over frames >= 1 (temporal signal). A BCE form against the same
+  target is a training option (losses.AUX_LOSS_FORMS says why).
 
 The vision side does not depend on the question, so it runs once per clip and every question of the
 clip reuses it; the task loss is their mean. Extra training-only terms (the from-scratch aids) plug in
@@ -59,12 +60,15 @@ def stts_loss(
     dense: ExtraLoss | None = None,
     seed: int = 0,
     logit_l2: float = 0.0,
+    aux_form: str = "mse",
 ) -> dict[str, torch.Tensor]:
     """Task + aux_weight x aux (+ the extra term) of one clip and its questions.
 
     `prepared` holds one PreparedInputs per question of the same clip (`backend.prepare_questions`),
     `answers` their answers. scorer "none" is the unmodified model: no scorer, no pruning, no aux
-    loss (the baseline training step). `logit_l2` > 0 adds the logit anchor (LOGIT_L2) for the learned scorer. Returns "loss" (to backpropagate) and, detached for logging,
+    loss (the baseline training step). `logit_l2` > 0 adds the logit anchor (LOGIT_L2) for the learned
+    scorer; `aux_form` is the auxiliary loss's form (losses.AUX_LOSS_FORMS). Returns "loss" (to
+    backpropagate) and, detached for logging,
     "task", "aux", "dense", "visual_rms" and, for the learned scorer, "score_logits" (prunable frames).
     """
     if len(prepared) != len(answers) or not prepared:
@@ -73,7 +77,7 @@ def stts_loss(
     prompts = [backend.llm_inputs(inputs, vp.prune) for inputs in prepared]
     hidden_layer = dense.hidden_layer if dense is not None else None
     task, llm_hidden = backend.answer_pass(prompts, answers, vp.visual, hidden_layer)
-    aux = auxiliary_loss(vp, prepared[0]) if vp.scores is not None else task.new_zeros(())
+    aux = auxiliary_loss(vp, prepared[0], aux_form) if vp.scores is not None else task.new_zeros(())
     loss = task + aux_weight * aux
     if logit_l2 and vp.scores is not None and scorer == "learned":
         loss = loss + logit_l2 * logit_anchor(vp.scores)
@@ -89,9 +93,10 @@ def stts_loss(
     return parts
 
 
-def auxiliary_loss(vp: VisualPass, inputs: PreparedInputs) -> torch.Tensor:
-    """MSE(s(t, g), 1 - cos(f(t-1, g), f(t, g))) over frames t >= 1, f = block k's group features."""
-    return temporal_aux_loss(vp.scores, vp.prefix.hidden, inputs.groups)
+def auxiliary_loss(vp: VisualPass, inputs: PreparedInputs, form: str = "mse") -> torch.Tensor:
+    """MSE(s(t, g), 1 - cos(f(t-1, g), f(t, g))) over frames t >= 1, f = block k's group features
+    (or the BCE form against the same target)."""
+    return temporal_aux_loss(vp.scores, vp.prefix.hidden, inputs.groups, form)
 
 
 def logit_anchor(scores: torch.Tensor) -> torch.Tensor:

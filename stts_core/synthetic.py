@@ -390,7 +390,7 @@ def render_scene(scene: Scene) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- the rich world
-WORLDS: tuple[str, ...] = ("plain", "rich")
+WORLDS: tuple[str, ...] = ("plain", "rich", "mixed")  # mixed: odd seeds rich, even seeds plain
 # Photographs shipped inside the scikit-image wheel (no download). The OOD check (`stts_core.ood`) uses
 # other ones, so no background it shows was seen in training.
 TRAIN_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "rocket", "chelsea", "hubble_deep_field", "grass",
@@ -688,9 +688,12 @@ def make_clip(seed: int, num_frames: int = 16, size: int = 252, max_objects: int
 
     ``world`` "plain" is the static textured background; "rich" renders the same scene and questions
     (a mover may also stop part-way) over a real photograph with camera pans, hard cuts, static
-    distractors, noise and brightness flicker (see `RichStyle`)."""
+    distractors, noise and brightness flicker (see `RichStyle`); "mixed" is rich for odd seeds and
+    plain for even ones, so a model trained on it keeps both."""
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
+    if world == "mixed":
+        world = "rich" if seed % 2 else "plain"
     rng = np.random.default_rng(seed)
     scene = make_scene(rng, num_frames=num_frames, size=size, max_objects=max_objects)
     qas = questions_for(scene, rng)

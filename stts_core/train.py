@@ -39,7 +39,7 @@ from stts_core.from_scratch import (
     set_vision_trainable,
     stage_at,
 )
-from stts_core.losses import AUX_LOSS_WEIGHT
+from stts_core.losses import AUX_LOSS_FORMS, AUX_LOSS_WEIGHT
 from stts_core.objective import LOGIT_L2, stts_loss
 from stts_core.pipeline import visual_pass
 from stts_core.synthetic import WORLDS
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=cli.whole_number(0), default=100)
     p.add_argument("--weight-decay", type=cli.non_negative_float, default=0.01)
     p.add_argument("--aux-weight", type=cli.non_negative_float, default=AUX_LOSS_WEIGHT)
+    p.add_argument("--aux-loss", choices=AUX_LOSS_FORMS, default="mse",
+                   help="form of the auxiliary loss: the paper's mse, or bce (same minimiser, no vanishing gradient; "
+                        "saved in the checkpoint's config)")
     p.add_argument("--logit-l2", type=cli.non_negative_float, default=LOGIT_L2,
                    help="weight of mean(scorer logit^2), which keeps the scorer out of saturation (0: the paper's loss)")
     p.add_argument("--detach-scorer-input", action="store_true",
@@ -239,6 +242,7 @@ def build(args: argparse.Namespace, p: argparse.ArgumentParser) -> Trainer:
     backend.model.train()
     if args.detach_scorer_input:
         backend.model.config.stts["detach_scorer_input"] = True
+    backend.model.config.stts["aux_loss"] = args.aux_loss
     backend.set_gradient_checkpointing(args.grad_checkpoint)
     optimizer = make_optimizer(backend.model, args.lr, args.weight_decay, args.vision_lr_scale)
     t = Trainer(args, backend, optimizer, ranks)
@@ -290,7 +294,8 @@ def sample_loss(t: Trainer, sample: Sample, keep_ratio: float, dense_weight: flo
     if t.probe is not None and dense_weight > 0 and sample.labels is not None:
         dense = DenseTargets(t.probe, sample.labels, dense_weight, prepared[0])
     return stts_loss(t.backend, prepared, list(answers), keep_ratio, scorer=t.args.scorer[0],
-                     aux_weight=t.args.aux_weight, dense=dense, seed=t.args.seed, logit_l2=t.args.logit_l2)
+                     aux_weight=t.args.aux_weight, dense=dense, seed=t.args.seed, logit_l2=t.args.logit_l2,
+                     aux_form=t.args.aux_loss)
 
 
 # ----------------------------------------------------------------- one step

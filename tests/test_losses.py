@@ -207,3 +207,44 @@ def test_total_loss_combines_both_paths():
         parts.append(model.scorer.mlp.w1.weight.grad.clone())
     torch.testing.assert_close(combined, parts[0] + parts[1])
     assert (parts[0] - parts[1]).abs().max() > 0
+
+
+def test_bce_form_equals_a_hand_computation():
+    """The BCE form: mean over frames >= 1 and groups of -[y log s + (1 - y) log(1 - s)], y the same
+    redundancy target as the MSE form's."""
+    target = temporal_redundancy(TINY_FEATURES, TINY_GROUPS).double().numpy()
+    s = TINY_SCORES[1:].double().numpy()
+    expected = -np.mean(target * np.log(s) + (1 - target) * np.log(1 - s))
+    loss = temporal_aux_loss(TINY_SCORES, TINY_FEATURES, TINY_GROUPS, "bce")
+    assert math.isclose(float(loss), float(expected), rel_tol=1e-5)
+    assert float(loss) != pytest.approx(float(temporal_aux_loss(TINY_SCORES, TINY_FEATURES, TINY_GROUPS, "mse")))
+
+
+@pytest.mark.parametrize("form", ["mse", "bce"])
+def test_both_forms_have_their_minimum_at_the_target(form):
+    """Same minimiser: scores equal to the target give the smallest loss, in either form."""
+    target = temporal_redundancy(TINY_FEATURES, TINY_GROUPS)
+    best = torch.cat([TINY_SCORES[:1], target.clamp(1e-4, 1 - 1e-4)])
+    at_target = float(temporal_aux_loss(best, TINY_FEATURES, TINY_GROUPS, form))
+    for shift in (-0.05, 0.05):
+        moved = torch.cat([TINY_SCORES[:1], (target + shift).clamp(1e-4, 1 - 1e-4)])
+        assert float(temporal_aux_loss(moved, TINY_FEATURES, TINY_GROUPS, form)) > at_target
+
+
+def test_bce_keeps_its_gradient_where_the_sigmoid_saturates():
+    """A changing group (target 0.2) scored at logit -40: the MSE form's gradient on the logit is
+    2 (s - y) s (1 - s) ~ 1e-18, the BCE form's is (s - y) / n = -0.2 / n."""
+    features = torch.tensor([[[1.0, 0.0]], [[0.8, 0.6]]])  # cos 0.8 -> target 0.2
+    groups = torch.tensor([[0]])
+    grads = {}
+    for form in ("mse", "bce"):
+        logit = torch.tensor([[0.0], [-40.0]], requires_grad=True)
+        temporal_aux_loss(torch.sigmoid(logit), features, groups, form).backward()
+        grads[form] = float(logit.grad[1, 0])
+    assert abs(grads["mse"]) < 1e-15
+    assert grads["bce"] == pytest.approx(-0.2, rel=1e-4)
+
+
+def test_unknown_aux_form_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unknown auxiliary loss 'l1'"):
+        temporal_aux_loss(TINY_SCORES, TINY_FEATURES, TINY_GROUPS, "l1")

@@ -107,6 +107,45 @@ def test_prepare_geometry(micro_backend, inputs):
     assert torch.equal(covered, torch.arange(36))
 
 
+def test_preprocessing_stays_on_the_cpu_for_a_cpu_model(micro_backend, monkeypatch):
+    """The processor gets a `device` only when the model sits on an accelerator (and it is wanted)."""
+    seen: list[dict] = []
+    original = micro_backend.processor
+
+    class Recording:
+        def __call__(self, **kwargs):
+            seen.append(kwargs)
+            return original(**kwargs)
+
+        def __getattr__(self, name: str):
+            return getattr(original, name)
+
+    frames = make_clip(3, num_frames=NUM_FRAMES).frames
+    monkeypatch.setattr(micro_backend, "processor", Recording())
+    micro_backend.prepare(frames, "what moves ?")
+    assert "device" not in seen[-1]
+    monkeypatch.setattr(type(micro_backend), "device", property(lambda self: torch.device("cuda", 0)))
+    assert micro_backend._preprocess_device() == {"device": "cuda:0"}
+    monkeypatch.setattr(micro_backend, "preprocess_on_device", False)
+    assert micro_backend._preprocess_device() == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_preprocessing_matches_the_cpu_processor(micro_checkpoint):
+    backend = load_molmo2(str(micro_checkpoint), device="cuda")
+    frames = make_clip(3, num_frames=NUM_FRAMES).frames
+    on_gpu = backend.prepare(frames, "what moves ?")
+    backend.preprocess_on_device = False
+    on_cpu = backend.prepare(frames, "what moves ?")
+    assert on_gpu.tensors.keys() == on_cpu.tensors.keys()
+    for key, value in on_cpu.tensors.items():
+        if key == "pixel_values_videos":  # bilinear rounding may differ by one grey level: 2/255 after normalising
+            torch.testing.assert_close(on_gpu.tensors[key].float(), value.float(), atol=2.5 / 255, rtol=0)
+        else:
+            assert torch.equal(on_gpu.tensors[key], value), key
+
+
 def test_default_scoring_layer_and_settings():
     assert default_scoring_layer(27) == 3
     assert default_scoring_layer(25) == 3

@@ -424,3 +424,12 @@ def test_train_photos_load_and_stay_out_of_the_ood_check() -> None:
     for name in syn.TRAIN_PHOTOS:
         img = syn.photo(name)
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8 and min(img.shape[:2]) >= 150
+
+
+def test_mixed_world_is_rich_for_odd_seeds_and_plain_for_even() -> None:
+    for seed in (10, 11):
+        mixed = syn.make_clip(seed, num_frames=4, world="mixed").frames
+        expected = syn.make_clip(seed, num_frames=4, world="rich" if seed % 2 else "plain").frames
+        other = syn.make_clip(seed, num_frames=4, world="plain" if seed % 2 else "rich").frames
+        assert np.array_equal(mixed, expected)
+        assert not np.array_equal(mixed, other)

@@ -55,6 +55,7 @@ def test_checkpoint_is_safetensors_and_loads_through_the_normal_loader(trained: 
     backend = load_molmo2(str(trained), device="cpu")
     assert backend.has_learned_scorer
     assert json.loads((trained / "trainer_state.json").read_text())["step"] == 20
+    assert backend.model.config.stts["aux_loss"] == "mse"  # the paper's form unless --aux-loss says otherwise
     clip = make_clip(7, num_frames=4)
     loss = _clip_loss(backend, Sample(clip.frames, clip.qas[0].question, clip.qas[0].answer), 0.5)
     assert math.isfinite(float(loss["loss"].detach()))
@@ -62,11 +63,13 @@ def test_checkpoint_is_safetensors_and_loads_through_the_normal_loader(trained: 
 
 def test_resume_continues_from_the_saved_step(trained: Path) -> None:
     args = ["--preset", "micro", "--out", str(trained), "--steps", "22", "--batch", "1", "--frames", "4",
-            "--eval-every", "1000", "--save-every", "1", "--resume"]
+            "--eval-every", "1000", "--save-every", "1", "--resume", "--aux-loss", "bce", "--world", "mixed"]
     assert main(args) == 0
     steps = [r["step"] for r in _log(trained)]
     assert steps[-2:] == [21, 22]
     assert json.loads((trained / "trainer_state.json").read_text())["step"] == 22
+    assert json.loads((trained / "config.json").read_text())["stts"]["aux_loss"] == "bce"
+    assert all(math.isfinite(r["aux_loss"]) and r["aux_loss"] > 0 for r in _log(trained)[-2:])
 
 
 def test_loss_reaches_every_part_of_the_model(trained: Path) -> None:
@@ -227,7 +230,7 @@ BAD_ARGS = [
     ["--aux-weight", "-0.5"], ["--dense-weight", "-1"], ["--grounding", "-2"], ["--weight-decay", "nan"],
     ["--curriculum", "4:4:10"], ["--curriculum", "1:4"], ["--scorer", "learned", "random"], ["--scorer", "best"],
     ["--preset", "huge"], ["--model", "x"],  # --model and --preset together
-    ["--data", "/nonexistent/data.jsonl"],
+    ["--data", "/nonexistent/data.jsonl"], ["--aux-loss", "l1"], ["--world", "moon"],
 ]
 
 
@@ -271,6 +274,8 @@ def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: 
         plain_task = micro_backend.answer_pass([micro_backend.llm_inputs(p, None) for p in prepared], answers,
                                                unpruned.visual)[0]
         no_aux = stts_loss(micro_backend, prepared, answers, 0.5, aux_weight=0.0)
+        bce = stts_loss(micro_backend, prepared, answers, 0.5, aux_form="bce")
+        aux_bce = temporal_aux_loss(scores, prefix.hidden, prepared[0].groups, "bce")
     torch.testing.assert_close(parts["aux"], aux)
     torch.testing.assert_close(parts["task"], task)
     torch.testing.assert_close(parts["loss"], task + 0.5 * aux)
@@ -279,6 +284,9 @@ def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: 
     assert float(plain["aux"]) == 0.0 and "score_logits" not in plain
     assert float((plain["task"] - parts["task"]).abs()) > 0  # pruning changed what the LLM saw
     torch.testing.assert_close(no_aux["loss"], task)
+    torch.testing.assert_close(bce["aux"], aux_bce)
+    torch.testing.assert_close(bce["loss"], task + 0.5 * aux_bce)
+    assert float((aux_bce - aux).abs()) > 1e-3
     with pytest.raises(ValueError, match="one answer per"):
         stts_loss(micro_backend, prepared, answers[:1], 0.5)
 

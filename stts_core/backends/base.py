@@ -70,7 +70,8 @@ class VideoBackend(Protocol):
     scoring_layer: int  # k: zero-based ViT block after which scores are computed
     default_keep_ratio: float  # the keep ratio the checkpoint was trained for
     has_learned_scorer: bool  # False: no trained scorer weights (see pipeline.resolve_scorer)
-    attention_impl: str  # packed-attention kernel: auto, flash, flex, rows or loop
+    attention_impl: str  # packed-attention kernel: auto, flash, varlen, flex, rows or loop
+    preprocess_on_device: bool  # resize and normalise on the model's accelerator (no effect on a CPU)
     warm: bool  # set once a timed run has gone through (the first one pays one-off costs)
     model: torch.nn.Module  # the parameters training updates
 

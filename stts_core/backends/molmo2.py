@@ -55,6 +55,7 @@ class STTSSettings:
     scorer_hidden: int | None = None
     refill_lonely_frames: bool = True  # packing.refill_lonely_frames in the packed blocks (the reference's rule)
     detach_scorer_input: bool = False  # stop-gradient between block k and the scorer (the reference has none)
+    aux_loss: str = "mse"  # the auxiliary loss's form the scorer was trained with (losses.AUX_LOSS_FORMS)
 
     @classmethod
     def from_config(cls, config: Any) -> STTSSettings:
@@ -65,7 +66,8 @@ class STTSSettings:
             raise ValueError(f"STTS scoring layer {layer} must leave at least one ViT block after it.")
         return cls(layer=layer, keep_ratio=float(raw.get("keep_ratio", 0.5)), scorer_hidden=raw.get("scorer_hidden"),
                    refill_lonely_frames=bool(raw.get("refill_lonely_frames", True)),
-                   detach_scorer_input=bool(raw.get("detach_scorer_input", False)))
+                   detach_scorer_input=bool(raw.get("detach_scorer_input", False)),
+                   aux_loss=str(raw.get("aux_loss", "mse")))
 
 
 class Molmo2ForSTTS(Molmo2ForConditionalGeneration):
@@ -225,6 +227,9 @@ class Molmo2Backend:
         self.warm = False
         self.gradient_checkpointing = False
         self.serving: Any = None  # molmo2_serving.Molmo2Serving: static-cache / compiled decoding, flex prefill
+        # Resize and normalise where the model runs: on a GPU the uint8 frames go up (a quarter of the
+        # float32 bytes) and the resize runs there. False keeps the processor on the CPU.
+        self.preprocess_on_device = True
 
     # ----------------------------------------------------------------- basics
     @property
@@ -311,6 +316,7 @@ class Molmo2Backend:
             video_metadata=[meta],
             do_sample_frames=False,
             return_tensors="pt",
+            **self._preprocess_device(),
         )
         tensors = {k: v.to(self.device) for k, v in enc.items() if isinstance(v, torch.Tensor)}
         tensors["pixel_values_videos"] = tensors["pixel_values_videos"].to(self.dtype)
@@ -326,6 +332,12 @@ class Molmo2Backend:
         side = int(math.isqrt(n))
         return PreparedInputs(tensors=tensors, groups=groups, num_frames=t, patches_per_frame=n,
                               grid=(grid_rows, grid_cols), patch_grid=(side, n // side))
+
+    def _preprocess_device(self) -> dict[str, str]:
+        """The processor's `device` argument: the model's accelerator when `preprocess_on_device`."""
+        if self.preprocess_on_device and self.device.type != "cpu":
+            return {"device": str(self.device)}
+        return {}
 
     def prepare_questions(self, frames: np.ndarray, questions: list[str],
                           metadata: dict | None = None) -> list[PreparedInputs]:

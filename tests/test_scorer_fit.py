@@ -1,0 +1,73 @@
+"""Fitting the scorer alone to the auxiliary target (`python -m stts_core.scorer_fit`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stts_core.backends.molmo2 import load_molmo2
+from stts_core.scorer_fit import SCORER_PREFIX, clip_loss, freeze_all_but_scorer, main, rank_correlation
+from stts_core.synthetic import make_clip
+
+
+def _weights(directory: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for file in sorted(directory.glob("*.safetensors")):
+        out |= load_file(str(file))
+    return out
+
+
+def test_fit_changes_the_scorer_only_and_records_the_loss_form(micro_checkpoint, tmp_path):
+    out = tmp_path / "fitted"
+    assert main(["--model", str(micro_checkpoint), "--out", str(out), "--steps", "3", "--batch", "1",
+                 "--frames", "4", "--eval-every", "2", "--threads", "1", "--lr", "1e-2"]) == 0
+    before, after = _weights(micro_checkpoint), _weights(out)
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "the scorer did not move"
+    assert all(k.startswith(SCORER_PREFIX) for k in changed), sorted(changed)[:3]
+    config = json.loads((out / "config.json").read_text())
+    assert config["stts"]["aux_loss"] == "bce"
+    log = [json.loads(line) for line in (out / "scorer_fit_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3]
+    assert "val_rank_corr" in log[1] and "val_rank_corr" not in log[0]
+    assert load_molmo2(str(out), device="cpu").model.config.stts["aux_loss"] == "bce"  # round trip
+
+
+def test_fit_lowers_the_auxiliary_loss_on_a_clip(micro_checkpoint):
+    backend = load_molmo2(str(micro_checkpoint), device="cpu")
+    params = freeze_all_but_scorer(backend.model)
+    assert all(n.startswith(SCORER_PREFIX) for n, p in backend.model.named_parameters() if p.requires_grad)
+    frames = make_clip(5, num_frames=6, world="rich").frames
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    losses = []
+    for _ in range(25):
+        optimizer.zero_grad()
+        loss = clip_loss(backend, frames, "bce")
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.9 * losses[0], losses
+
+
+def test_rank_correlation_against_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.random(50), rng.random(50)
+    ra, rb = a.argsort().argsort(), b.argsort().argsort()
+    expected = float(np.corrcoef(ra, rb)[0, 1])
+    assert math.isclose(rank_correlation(torch.from_numpy(a), torch.from_numpy(b)), expected, rel_tol=1e-9)
+    assert rank_correlation(torch.from_numpy(a), torch.from_numpy(a ** 3)) == pytest.approx(1.0)
+    assert math.isnan(rank_correlation(torch.zeros(5), torch.arange(5.0)))
+
+
+def test_bad_data_path_exits_with_one_line(micro_checkpoint, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(micro_checkpoint), "--out", str(tmp_path / "x"), "--data", str(tmp_path / "none.jsonl")])
+    assert exc.value.code == 2
+    assert "no such file" in capsys.readouterr().err
