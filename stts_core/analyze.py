@@ -68,7 +68,7 @@ from stts_core.pipeline import (
 from stts_core.scoring import SCORER_KINDS
 from stts_core.selection import validate_keep_ratio
 from stts_core.timing import StageTimer
-from stts_core.video import SampledVideo, VideoLimits, load_video
+from stts_core.video import SampledVideo, VideoLimits, decoding_notes, load_video
 
 SCORERS = (*SCORER_KINDS, "frames")
 BASELINE = "baseline"
@@ -517,8 +517,7 @@ def _open_video(backend: VideoBackend, path: Path, questions: list[str], cfg: An
     if sampled.frames.shape[0] < cfg.num_frames:
         notes.append(f"The clip has only {sampled.frames.shape[0]} frames, so all were used "
                      f"(asked for {cfg.num_frames}).")
-    if sampled.extra.get("skipped_packets"):
-        notes.append(f"{sampled.extra['skipped_packets']} damaged packet(s) of the video were skipped while decoding.")
+    notes += decoding_notes(sampled)
     assert prefix is not None
     return _Video(sampled, questions, inputs, prefix, {"decode_video": timer.get("decode_video"), **times}, seed, notes)
 

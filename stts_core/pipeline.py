@@ -19,7 +19,7 @@ from stts_core.backends.base import PreparedInputs, VideoBackend, ViTState
 from stts_core.scoring import SCORER_KINDS, heuristic_scores, random_scores
 from stts_core.selection import attention_bias, select_groups, validate_keep_ratio
 from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
-from stts_core.video import SampledVideo, VideoFile, VideoLimits, open_video
+from stts_core.video import SampledVideo, VideoFile, VideoLimits, decoding_notes, open_video
 
 # The stages of one run, in report order, and the three times every report uses:
 # - time to first token (TTFT): the model side up to the first answer token, TTFT_STAGES. Decoding the
@@ -337,10 +337,6 @@ class FrameSource:
         return self._file.sample(num_frames), self._times[num_frames]
 
     @property
-    def skipped_packets(self) -> int:
-        return self._file.skipped_packets if self._file is not None else 0
-
-    @property
     def available_frames(self) -> int | None:
         return int(self._file.info["total_frames"]) if self._file is not None else None
 
@@ -362,15 +358,13 @@ def _tell(on_stage: Callable[[str, str], None] | None, run_name: str) -> Callabl
     return None if on_stage is None else (lambda stage: on_stage(run_name, stage))
 
 
-def _source_notes(source: FrameSource, settings: RunSettings, used: int) -> list[str]:
+def _source_notes(source: FrameSource, settings: RunSettings, sampled: SampledVideo) -> list[str]:
     notes = []
     available = source.available_frames
     if available is not None and available < settings.stts_frames():
-        notes.append(f"The clip has only {available} frames, so all {used} were used "
+        notes.append(f"The clip has only {available} frames, so all {sampled.frames.shape[0]} were used "
                      f"(asked for {settings.stts_frames()}).")
-    if source.skipped_packets:
-        notes.append(f"{source.skipped_packets} damaged packet(s) of the video were skipped while decoding.")
-    return notes
+    return notes + decoding_notes(sampled)
 
 
 def run(
@@ -403,7 +397,7 @@ def run(
             stts_decode = base_decode
         stts, vp, inputs = run_model(backend, stts_video, question, settings.keep_ratio, scorer, settings,
                                      stts_decode, _tell(on_stage, "stts"))
-        notes += _source_notes(source, settings, stts.num_frames)
+        notes += _source_notes(source, settings, stts_video)
     finally:
         source.close()
     backend.warm = True

@@ -282,6 +282,10 @@ def _read_timeline(
         # A damaged tail still leaves the frames before it usable.
     if not pts_list:
         raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
+    if has_pts and len(set(pts_list)) < len(pts_list):
+        # Repeated timestamps (e.g. every packet at 0, written by a broken muxer) cannot order the frames;
+        # decode order can, and the file plays that way.
+        has_pts = False
     if not has_pts:
         pts = np.arange(len(pts_list), dtype=np.int64)
         return _Timeline(pts=pts, key_pts=np.zeros_like(pts), end_pts=len(pts), has_pts=False)
@@ -536,7 +540,7 @@ class VideoFile:
             fps=float(info["fps"]), duration=float(info["duration"]), total_frames=int(info["total_frames"]),
             width=int(info["width"]), height=int(info["height"]),
             extra={"rotation": info["rotation"], "codec": info["codec"], "container": info["container"],
-                   "skipped_packets": self.skipped_packets},
+                   "skipped_packets": self.skipped_packets, "timestamps": info.get("timestamps", "stream")},
         )
 
 
@@ -613,6 +617,22 @@ def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLim
         return video.sample(n)
 
 
+def decoding_notes(sampled: SampledVideo) -> list[str]:
+    """What a reader of results from these frames should know about how they were decoded."""
+    notes = []
+    if sampled.extra.get("skipped_packets"):
+        notes.append(f"{sampled.extra['skipped_packets']} damaged packet(s) of the video were skipped while decoding.")
+    if sampled.extra.get("timestamps") == "missing":
+        notes.append("The video carries no usable timestamps: frames were sampled in decoding order, and the "
+                     "times shown are estimates.")
+    return notes
+
+
+# A clip without usable timestamps: a header rate above this is taken as broken, and times assume ASSUMED_FPS.
+MAX_PLAUSIBLE_FPS = 240.0
+ASSUMED_FPS = 25.0
+
+
 def _apply_timeline(info: dict[str, Any], timeline: _Timeline, time_base: float) -> None:
     """Prefer what the packets say over the header: they are exact for frame count and span."""
     count = len(timeline.pts)
@@ -620,6 +640,9 @@ def _apply_timeline(info: dict[str, Any], timeline: _Timeline, time_base: float)
     if timeline.has_pts and time_base > 0:
         span = float(timeline.end_pts - int(timeline.pts[0])) * time_base
     fps = info["fps"] or (count / span if span > 0 else 1.0)
+    info["timestamps"] = "stream" if timeline.has_pts else "missing"
+    if not timeline.has_pts and fps > MAX_PLAUSIBLE_FPS:  # the header's rate came from the broken timestamps
+        fps = ASSUMED_FPS
     if span <= 0:
         span = count / fps
     info["fps"] = float(fps)

@@ -524,3 +524,42 @@ def test_a_closed_video_file_refuses_to_decode(tmp_path: Path) -> None:
     video.close()
     with pytest.raises(VideoError, match="closed"):
         video.sample(4)
+
+
+def _write_all_zero_timestamps(path: Path, n_frames: int) -> Path:
+    """A playable H.264 MP4 whose every packet says pts = dts = 0 (what a broken muxer leaves)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "10", "bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        frames = [av.VideoFrame.from_ndarray(code_frame(i), format="rgb24") for i in range(n_frames)]
+        for frame in [*frames, None]:
+            for packet in stream.encode(frame):
+                packet.pts = packet.dts = 0
+                container.mux(packet)
+    return path
+
+
+def test_repeated_timestamps_fall_back_to_decode_order(tmp_path: Path) -> None:
+    """Every packet at pts 0 used to collapse the clip to one frame; decode order gives them all back,
+    spread uniformly, and the result says its times are estimates."""
+    from stts_core.video import decoding_notes
+
+    path = _write_all_zero_timestamps(tmp_path / "zero.mp4", 40)
+    assert {p.pts for p in av.open(str(path)).demux(video=0) if p.size} == {0}
+    with V.open_video(path) as video:
+        assert video.info["total_frames"] == 40 and video.info["timestamps"] == "missing"
+        assert 0 < video.info["fps"] <= V.MAX_PLAUSIBLE_FPS
+        sampled = video.sample(8)
+    np.testing.assert_array_equal(decode_ids(sampled.frames), sampled.indices)
+    assert len(set(sampled.indices.tolist())) == 8 and np.all(np.diff(sampled.timestamps) > 0)
+    assert any("no usable timestamps" in note for note in decoding_notes(sampled))
+    assert decoding_notes(load_video(write_test_clip(tmp_path / "ok.mp4", 20), 8)) == []
+
+
+def test_the_shipped_real_footage_example_decodes_to_every_requested_frame() -> None:
+    path = Path(__file__).resolve().parent.parent / "assets" / "examples" / "bigbuckbunny_360p.mp4"
+    with V.open_video(path) as video:
+        assert video.info["timestamps"] == "stream" and video.info["total_frames"] >= 100
+        assert 4.5 < video.info["duration"] < 6.0  # the 5.3 s excerpt
+        sampled = video.sample(16)
+    assert sampled.frames.shape == (16, 360, 640, 3)
