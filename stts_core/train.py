@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "saved in the checkpoint's config)")
     p.add_argument("--logit-l2", type=cli.non_negative_float, default=LOGIT_L2,
                    help="weight of mean(scorer logit^2), which keeps the scorer out of saturation (0: the paper's loss)")
+    p.add_argument("--freeze-scorer", action="store_true",
+                   help="keep the scorer's weights (e.g. fitted by stts_core.scorer_fit); the rest of the model "
+                        "trains with its selections and bias in the loop")
     p.add_argument("--detach-scorer-input", action="store_true",
                    help="stop-gradient between ViT block k and the scorer (saved in the checkpoint's config)")
     p.add_argument("--world", choices=WORLDS, default="plain", help="synthetic data: which world renders the clips")
@@ -303,6 +306,8 @@ def train_step(t: Trainer) -> dict:
     """One optimiser step over --batch samples (this process's share of them); -> the log record."""
     args = t.args
     set_vision_trainable(t.backend.model, t.step >= args.text_warmup, args.freeze_vision_constants)
+    if args.freeze_scorer:
+        t.backend.model.temporal_token_scorer.requires_grad_(False)
     lr = lr_at(t.step, args.steps, args.lr, args.warmup, t.time_fraction())
     for group in t.optimizer.param_groups:
         group["lr"] = group["lr_scale"] * lr

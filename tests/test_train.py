@@ -401,3 +401,15 @@ def test_two_processes_take_the_same_steps_as_one(tmp_path: Path) -> None:
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-5), key
     assert one[-1]["task_loss"] < one[0]["task_loss"]
     assert json.loads((tmp_path / "two" / "trainer_state.json").read_text())["step"] == 3
+
+
+def test_freeze_scorer_keeps_the_scorer_and_trains_the_rest(micro_checkpoint: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    out = tmp_path / "frozen"
+    assert main(["--model", str(micro_checkpoint), "--out", str(out), "--steps", "2", "--batch", "1", "--frames", "4",
+                 "--lr", "1e-2", "--warmup", "0", "--keep", "0.5", "--eval-every", "1000", "--freeze-scorer"]) == 0
+    before, after = load_file(str(micro_checkpoint / "model.safetensors")), load_file(str(out / "model.safetensors"))
+    scorer = [k for k in before if k.startswith("temporal_token_scorer.")]
+    assert scorer and all(torch.equal(before[k], after[k]) for k in scorer)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("model.transformer."))
