@@ -57,7 +57,7 @@ NO_SCORER_INFO = ("This model has no trained STTS scorer weights, so 'learned' i
                   "heuristic is the training-free scorer (1 - cosine similarity to the previous frame).")
 STALE = ("The video, model, frame count or scorer changed since the last run, so the cached scores no longer "
          "apply: press **Run** to score again.")
-BUILTIN_NOTE = ("The built-in model only knows its synthetic world (coloured shapes on a textured background): "
+BUILTIN_NOTE = ("The built-in model only knows its synthetic world (coloured shapes over textures and photographs): "
                 "on real footage it shows the pipeline, masks and timings, not meaningful answers; real videos "
                 "want Molmo2-4B.")
 STAGE_NAMES = {
