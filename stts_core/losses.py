@@ -16,7 +16,8 @@ AUX_LOSS_WEIGHT = 0.5
 # 168 px built-in model, scorer fitted alone on 1600 rich-world clips: MSE collapses to one constant
 # score within 50 steps; BCE reaches correlation 0.77 with the target and OOD AUC 0.88 in 400 steps).
 AUX_LOSS_FORMS = ("mse", "bce")
-# Scores are recovered as logits for the BCE form down to about -87 (float32 and bfloat16 alike).
+# Scores are recovered as logits down to about -87 (float32 and bfloat16 alike); the top end saturates near
+# +16 (float32) or +5.5 (bfloat16).
 _PROB_EPS = 1e-38
 
 
@@ -25,6 +26,11 @@ def group_patch_features(features: torch.Tensor, groups: torch.Tensor) -> torch.
     patches, _ = gather_groups(features, groups)
     flat = patches.reshape(features.shape[0], groups.shape[0], -1)
     return F.normalize(flat, dim=-1, eps=1e-6)
+
+
+def logits_of(scores: torch.Tensor) -> torch.Tensor:
+    """The scorer's pre-sigmoid logits recovered from its scores, in float32 and differentiable."""
+    return torch.logit(scores.float().clamp(_PROB_EPS, 1.0 - torch.finfo(torch.float32).eps))
 
 
 def temporal_redundancy(features: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -48,5 +54,4 @@ def temporal_aux_loss(scores: torch.Tensor, features: torch.Tensor, groups: torc
     if form == "mse":
         return F.mse_loss(scores[1:].float(), target)
     # From the logit, so a score near 0 keeps its gradient (score - target) in float32.
-    p = scores[1:].float().clamp(_PROB_EPS, 1.0 - torch.finfo(torch.float32).eps)
-    return F.binary_cross_entropy_with_logits(torch.logit(p), target.clamp(0.0, 1.0))
+    return F.binary_cross_entropy_with_logits(logits_of(scores[1:]), target.clamp(0.0, 1.0))

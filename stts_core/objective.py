@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 
 from stts_core.backends.base import PreparedInputs, VideoBackend
-from stts_core.losses import AUX_LOSS_WEIGHT, temporal_aux_loss
+from stts_core.losses import AUX_LOSS_WEIGHT, logits_of, temporal_aux_loss
 from stts_core.pipeline import VisualPass, visual_pass
 
 # Weight of the scorer-logit anchor, mean(logit^2) over frames >= 1, added to the objective (not in the
@@ -33,9 +33,6 @@ from stts_core.pipeline import VisualPass, visual_pass
 # static group (ties) with a 6 tanh(logit / 6) bound; -2.3 with this anchor at 1e-4 (-8 at 1e-5).
 LOGIT_L2 = 1e-4
 
-# Scores are recovered as logits (for logging the scorer's range) down to about -87 in float32 and
-# bfloat16; the top end saturates near +16 (float32) or +5.5 (bfloat16), which the range log tolerates.
-_LOGIT_EPS = 1e-38
 
 
 class ExtraLoss(Protocol):
@@ -102,12 +99,10 @@ def auxiliary_loss(vp: VisualPass, inputs: PreparedInputs, form: str = "mse") ->
 def logit_anchor(scores: torch.Tensor) -> torch.Tensor:
     """mean(logit^2) of the scores of frames >= 1 (differentiable; see LOGIT_L2)."""
     prunable = scores[1:] if scores.shape[0] > 1 else scores
-    p = prunable.float().clamp(_LOGIT_EPS, 1.0 - torch.finfo(torch.float32).eps)
-    return torch.logit(p).pow(2).mean()
+    return logits_of(prunable).pow(2).mean()
 
 
 def score_logits(scores: torch.Tensor) -> torch.Tensor:
     """The scorer's pre-sigmoid logits of the prunable frames (1..T-1; frame 0 when alone), detached, flat."""
     prunable = scores[1:] if scores.shape[0] > 1 else scores
-    p = prunable.detach().float()
-    return torch.logit(p.clamp(_LOGIT_EPS, 1.0 - torch.finfo(torch.float32).eps)).reshape(-1)
+    return logits_of(prunable.detach()).reshape(-1)

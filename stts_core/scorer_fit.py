@@ -22,12 +22,11 @@ from tqdm import tqdm
 
 from stts_core import cli
 from stts_core.backends.base import ModelLoadError, VideoBackend
-from stts_core.losses import AUX_LOSS_FORMS, temporal_aux_loss, temporal_redundancy
+from stts_core.backends.molmo2 import SCORER_PREFIX
+from stts_core.losses import AUX_LOSS_FORMS, logits_of, temporal_aux_loss, temporal_redundancy
 from stts_core.synthetic import WORLDS
 from stts_core.train import lr_at
 from stts_core.train_data import Sample, jsonl_samples, synthetic_samples, synthetic_validation
-
-SCORER_PREFIX = "temporal_token_scorer."
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,7 +90,7 @@ def target_agreement(backend: VideoBackend, clips: list[Sample]) -> dict[str, fl
         scores.append(backend.learned_scores(prefix, inputs)[1:].float().flatten())
         targets.append(temporal_redundancy(prefix.hidden, inputs.groups).flatten())
     s, t = torch.cat(scores), torch.cat(targets)
-    logits = torch.logit(s.clamp(1e-38, 1 - 1e-7))
+    logits = logits_of(s)
     return {"val_rank_corr": round(rank_correlation(s, t), 4), "val_logit_median": round(float(logits.median()), 3)}
 
 

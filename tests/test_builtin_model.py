@@ -144,28 +144,27 @@ def _example_scores(backend, path: str, question: str):
 @pytest.mark.parametrize("index", range(4))
 def test_learned_scores_spread_and_follow_change_on_the_shipped_examples(builtin, index: int) -> None:
     """Not saturated, not tied, and ranked like the frame-to-frame change they are trained to predict."""
-    import torch
 
     from app.examples import ensure_examples
+    from stts_core.losses import logits_of
     from stts_core.scorer_fit import rank_correlation
 
     path, question = ensure_examples()[index]
     learned, heuristic = _example_scores(builtin, path, question)
-    logits = torch.logit(learned.clamp(1e-38, 1 - 1e-7))
+    logits = logits_of(learned)
     assert float(logits.median()) > -10.0, "saturated: the sigmoid passes no gradient"
     assert float(logits.std()) >= MIN_LOGIT_STD
     assert rank_correlation(learned.flatten(), heuristic.flatten()) >= MIN_RANK_CORRELATION
 
 
 def test_learned_scores_spread_on_real_footage(builtin) -> None:
-    import torch
-
     from app.examples import real_examples
+    from stts_core.losses import logits_of
 
     [(path, question)] = real_examples()
     learned, _ = _example_scores(builtin, path, question)
     assert learned.shape[0] == 15
-    assert float(torch.logit(learned.clamp(1e-38, 1 - 1e-7)).std()) >= MIN_LOGIT_STD
+    assert float(logits_of(learned).std()) >= MIN_LOGIT_STD
 
 
 @pytest.mark.slow
