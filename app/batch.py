@@ -36,8 +36,8 @@ import numpy as np
 import pandas as pd
 
 from app.handlers import FRAMES_RANGE, MAX_NEW_TOKENS, VIDEO_TYPES
-from stts_core.analysis_report import KIND_TEXT, curve_figure, mask_tiles, type_figure
-from stts_core.analyze import (
+from stts_core.analysis.report import KIND_TEXT, curve_figure, mask_tiles, type_figure
+from stts_core.analysis.runner import (
     BASELINE,
     MAX_EXAMPLES_PER_REQUEST,
     REPORT,
@@ -56,8 +56,8 @@ from stts_core.analyze import (
     run_analysis,
     run_settings_for,
 )
-from stts_core.backends.base import VideoBackend
-from stts_core.loading import ModelLoadError
+from stts_core.models.base import VideoBackend
+from stts_core.models.loading import ModelLoadError
 
 BATCH_CONCURRENCY = "batch"  # the queue slot of batch runs; the single-video view uses "model"
 SYNTHETIC, UPLOAD = "Synthetic test set", "Upload questions + videos"

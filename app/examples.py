@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stts_core.synthetic import example_clips
+from stts_core.data.synthetic import example_clips
 
 ASSETS_EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 MANIFEST = "examples.json"

@@ -34,12 +34,12 @@ import torch
 
 from app import media, render
 from app.models import BUILTIN_LABEL, CACHE, ModelChoices, gpu_seconds, gpu_task, on_zero_gpu
-from stts_core.backends.base import VideoBackend
-from stts_core.loading import ModelLoadError
-from stts_core.pipeline import STAGES, TTFT_STAGES, RunResult, RunSettings, validate_question
-from stts_core.pipeline import run as run_pipeline
-from stts_core.selection import select_groups, validate_keep_ratio
-from stts_core.video import VideoError, VideoFile, VideoLimits
+from stts_core.data.video import VideoError, VideoFile, VideoLimits
+from stts_core.methods.budget import select_groups, validate_keep_ratio
+from stts_core.models.base import VideoBackend
+from stts_core.models.loading import ModelLoadError
+from stts_core.pipeline.request import STAGES, TTFT_STAGES, RunResult, RunSettings, validate_question
+from stts_core.pipeline.request import run as run_pipeline
 
 LIMITS = VideoLimits()  # the library's limits: the app and the CLI accept the same videos
 VIDEO_TYPES = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")

@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from app import render
-from stts_core.video import VideoError, VideoFile, VideoLimits, open_video
+from stts_core.data.video import VideoError, VideoFile, VideoLimits, open_video
 
 MAX_AGE_S = 2 * 3600
 PLAYABLE = {("mp4", "h264"), ("mp4", "av1"), ("webm", "vp8"), ("webm", "vp9"), ("webm", "av1")}

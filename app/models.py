@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from stts_core.backends.base import VideoBackend
-from stts_core.loading import DEFAULT_MODEL, ModelLoadError, load_backend
+from stts_core.models.base import VideoBackend
+from stts_core.models.loading import DEFAULT_MODEL, ModelLoadError, load_backend
 
 BUILTIN_LABEL = "Built-in STTS-tiny (offline, CPU)"
 HUB_MODELS = ("allenai/Molmo2-4B", "allenai/Molmo2-4B-Lite-50", "allenai/Molmo2-4B-Lite-30")

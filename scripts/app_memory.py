@@ -46,7 +46,7 @@ def rss_mb(pid: int) -> float:
 
 def make_clip(path: Path, frames: int, width: int = 640, height: int = 480, fps: float = 24.0) -> Path:
     """A textured clip with a moving square: real-looking enough that JPEG and H.264 sizes are typical."""
-    from stts_core.video import write_video
+    from stts_core.data.video import write_video
 
     rng = np.random.default_rng(0)
     base = cv_blur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
@@ -117,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(tempfile.mkdtemp(prefix="stts-app-memory-"))
     proc = None
     try:
-        from stts_core.backends.molmo2_build import build_random_checkpoint
-        from stts_core.synthetic import VOCABULARY
+        from stts_core.data.synthetic import VOCABULARY
+        from stts_core.models.molmo2.build import build_random_checkpoint
 
         model = args.model or str(build_random_checkpoint(work / "micro", "micro", words=VOCABULARY))
         clip = make_clip(work / "clip.mp4", args.frames + 8)

@@ -31,8 +31,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stts_core.losses import temporal_aux_loss, temporal_redundancy
-from stts_core.selection import attention_bias, select_groups
+from stts_core.methods.budget import attention_bias, select_groups
+from stts_core.methods.losses import temporal_aux_loss, temporal_redundancy
 
 # sigmoid(-6): a static group's auxiliary optimum sits at logit -6 instead of at minus infinity.
 FLOOR = 1.0 / (1.0 + math.exp(6.0))
@@ -68,14 +68,14 @@ VARIANTS = {
 def answer_fn(backend) -> Callable:
     if hasattr(backend, "answer_pass"):
         return backend.answer_pass
-    from stts_core.train import answer_pass
+    from stts_core.train.loop import answer_pass
 
     return lambda prompts, answers, visual, hidden_layer=None: answer_pass(backend, prompts, answers, visual,
                                                                             hidden_layer)
 
 
 def clips(start: int, count: int, frames: int) -> list:
-    from stts_core.synthetic import SPLIT_SEEDS, make_clip
+    from stts_core.data.synthetic import SPLIT_SEEDS, make_clip
 
     return [make_clip(SPLIT_SEEDS["train"] + start + i, num_frames=frames) for i in range(count)]
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from stts_core.loading import load_backend
+    from stts_core.models.loading import load_backend
 
     backend = load_backend(args.model, device="cpu")
     report: dict = {"model": args.model, "settings": vars(args)}

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PATHS = [ROOT / "stts_core"]
+DEFAULT_PATHS = [ROOT / "stts_core", ROOT / "app"]
 
 
 def functions(tree: ast.AST, prefix: str = "") -> Iterator[tuple[str, int, int]]:

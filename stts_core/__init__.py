@@ -12,19 +12,19 @@ The front door::
     print(result.stts.answer, result.baseline.answer, result.ttft_speedup)
 """
 
-from stts_core.backends.base import ModelLoadError, VideoBackend
-from stts_core.loading import DEFAULT_MODEL, backend_from_preset, load_backend
-from stts_core.losses import AUX_LOSS_WEIGHT, group_patch_features, temporal_aux_loss, temporal_redundancy
-from stts_core.packing import PackedLayout, first_fit_decreasing, pack, packed_attention, unpack
-from stts_core.pipeline import RunResult, RunSettings, run
-from stts_core.scoring import SCORER_KINDS, TokenScorer, heuristic_scores, random_scores
-from stts_core.selection import (
+from stts_core.methods.budget import (
     attention_bias,
     groups_to_patch_mask,
     kept_group_count,
     select_groups,
     validate_keep_ratio,
 )
+from stts_core.methods.losses import AUX_LOSS_WEIGHT, group_patch_features, temporal_aux_loss, temporal_redundancy
+from stts_core.methods.packing import PackedLayout, first_fit_decreasing, pack, packed_attention, unpack
+from stts_core.methods.scorers import SCORER_KINDS, TokenScorer, heuristic_scores, random_scores
+from stts_core.models.base import ModelLoadError, VideoBackend
+from stts_core.models.loading import DEFAULT_MODEL, backend_from_preset, load_backend
+from stts_core.pipeline.request import RunResult, RunSettings, run
 
 __all__ = [
     "AUX_LOSS_WEIGHT",

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from stts_core.backends.molmo2 import Molmo2Backend, load_molmo2
-from stts_core.backends.molmo2_build import build_random_checkpoint
-from stts_core.synthetic import VOCABULARY
+from stts_core.data.synthetic import VOCABULARY
+from stts_core.models.molmo2.backend import Molmo2Backend, load_molmo2
+from stts_core.models.molmo2.build import build_random_checkpoint
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stts_core import analyze
-from stts_core.analysis_report import mask_tiles
-from stts_core.analyze import BASELINE, AnalysisSettings, DatasetError, Thumb, decode_mask, load_dataset
-from stts_core.pipeline import RunSettings, normalize_answer, run
-from stts_core.synthetic import make_clip
-from stts_core.video import load_video, write_video
+from stts_core.analysis import runner as analyze
+from stts_core.analysis.report import mask_tiles
+from stts_core.analysis.runner import BASELINE, AnalysisSettings, DatasetError, Thumb, decode_mask, load_dataset
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import load_video, write_video
+from stts_core.pipeline.request import RunSettings, normalize_answer, run
 
 FRAMES = 4
 KEEPS = ("0.5", "0.25")
@@ -219,7 +219,7 @@ def test_synthetic_spec_forms(tmp_path: Path) -> None:
 
 
 def test_the_rich_world_split_has_the_same_questions_over_other_pixels(tmp_path: Path) -> None:
-    from stts_core.video import load_video
+    from stts_core.data.video import load_video
 
     plain = load_dataset("synthetic:test:2", workdir=tmp_path, num_frames=FRAMES)
     rich = load_dataset("synthetic-rich:test:2", workdir=tmp_path, num_frames=FRAMES)

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from app import batch
-from stts_core.analysis_report import mask_tiles
-from stts_core.analyze import BASELINE, MAX_EXAMPLES_PER_REQUEST, decode_mask, flips
-from stts_core.loading import ModelLoadError
-from stts_core.pipeline import RunSettings, run
-from stts_core.synthetic import make_clip
-from stts_core.video import load_video, write_video
+from stts_core.analysis.report import mask_tiles
+from stts_core.analysis.runner import BASELINE, MAX_EXAMPLES_PER_REQUEST, decode_mask, flips
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import load_video, write_video
+from stts_core.models.loading import ModelLoadError
+from stts_core.pipeline.request import RunSettings, run
 
 FRAMES = 4
 KEEPS = [0.5, 0.2]

@@ -11,9 +11,9 @@ from app_server import serve
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from stts_core.pipeline import STAGES
-from stts_core.synthetic import make_clip
-from stts_core.video import write_video
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import write_video
+from stts_core.pipeline.request import STAGES
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ from app import render
 from app.examples import MANIFEST, ensure_examples
 from app.handlers import LIMITS, STAGE_NAMES, STALE, Handlers, PreviewOutputs, RunOutputs
 from app.models import BUILTIN_LABEL, CACHE, HUB_MODELS, ModelCache, ModelChoices
-from stts_core.pipeline import STAGES
-from stts_core.synthetic import make_clip
-from stts_core.video import VideoLimits, load_video, write_video
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import VideoLimits, load_video, write_video
+from stts_core.pipeline.request import STAGES
 
 QUESTION = "what colour is the square ?"
 

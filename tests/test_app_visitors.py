@@ -30,9 +30,9 @@ from app.handlers import (
     selection_markdown,
 )
 from app.models import BUILTIN_LABEL, HUB_MODELS, NOT_OFFERED, ModelCache, ModelChoices
-from stts_core.pipeline import RunSettings
-from stts_core.synthetic import make_clip
-from stts_core.video import write_video
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import write_video
+from stts_core.pipeline.request import RunSettings
 
 QUESTION = "what colour is the square ?"
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import torch
 
-from stts_core import bench
-from stts_core.bench import (
+from stts_core.analysis import bench
+from stts_core.analysis.bench import (
     INFERENCE_CELL_KEYS,
     INFERENCE_STAGES,
     TRAIN_CELL_KEYS,
@@ -198,8 +198,8 @@ def test_stage_timer_waits_for_cuda_work() -> None:
 
 def test_train_step_timing_excludes_preprocessing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Preprocessing is data loading: it runs once per cell before the clock, never inside a timed step."""
-    from stts_core.loading import backend_from_preset
-    from stts_core.synthetic import make_clip
+    from stts_core.data.synthetic import make_clip
+    from stts_core.models.loading import backend_from_preset
 
     backend = backend_from_preset("micro", device="cpu")
     delay = 0.4

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from stts_core.evaluate import load_questions, synthetic_test_split
-from stts_core.loading import DEFAULT_MODEL, load_backend
-from stts_core.pipeline import RunSettings, run
-from stts_core.synthetic import ANSWERS
+from stts_core.analysis.evaluate import load_questions, synthetic_test_split
+from stts_core.data.synthetic import ANSWERS
+from stts_core.models.loading import DEFAULT_MODEL, load_backend
+from stts_core.pipeline.request import RunSettings, run
 
 QUESTIONS = 32
 ACCURACY_QUESTIONS = 64
@@ -79,8 +79,8 @@ def test_masks_are_4_by_4_groups_per_frame(builtin) -> None:
 def test_warm_start_at_252_px_keeps_the_trained_weights_with_a_fresh_scorer(builtin, tmp_path: Path) -> None:
     import torch
 
-    from stts_core.backends.molmo2_build import warm_start
-    from stts_core.synthetic import make_clip
+    from stts_core.data.synthetic import make_clip
+    from stts_core.models.molmo2.build import warm_start
 
     grown = load_backend(str(warm_start(DEFAULT_MODEL, "tiny-252", tmp_path / "w")), device="cpu")
     old, new = builtin.model.state_dict(), grown.model.state_dict()
@@ -130,8 +130,8 @@ def _example_scores(backend, path: str, question: str):
     """Learned and heuristic scores of frames 1.. of a shipped example (16 frames, as the app samples)."""
     import torch
 
-    from stts_core.scoring import heuristic_scores
-    from stts_core.video import load_video
+    from stts_core.data.video import load_video
+    from stts_core.methods.scorers import heuristic_scores
 
     inputs = backend.prepare(load_video(path, 16).frames, question)
     with torch.no_grad():
@@ -146,8 +146,8 @@ def test_learned_scores_spread_and_follow_change_on_the_shipped_examples(builtin
     """Not saturated, not tied, and ranked like the frame-to-frame change they are trained to predict."""
 
     from app.examples import ensure_examples
-    from stts_core.losses import logits_of
-    from stts_core.scorer_fit import rank_correlation
+    from stts_core.methods.losses import logits_of
+    from stts_core.train.scorer_fit import rank_correlation
 
     path, question = ensure_examples()[index]
     learned, heuristic = _example_scores(builtin, path, question)
@@ -159,7 +159,7 @@ def test_learned_scores_spread_and_follow_change_on_the_shipped_examples(builtin
 
 def test_learned_scores_spread_on_real_footage(builtin) -> None:
     from app.examples import real_examples
-    from stts_core.losses import logits_of
+    from stts_core.methods.losses import logits_of
 
     [(path, question)] = real_examples()
     learned, _ = _example_scores(builtin, path, question)
@@ -170,7 +170,7 @@ def test_learned_scores_spread_on_real_footage(builtin) -> None:
 @pytest.mark.slow
 def test_learned_scorer_finds_motion_on_clips_it_never_saw(builtin) -> None:
     """A small run of `python -m stts_core.ood` (held-out backgrounds, shapes and motions)."""
-    from stts_core.ood import evaluate_ood, ood_clips
+    from stts_core.analysis.ood import evaluate_ood, ood_clips
 
     result = evaluate_ood(builtin, ood_clips(10), ["learned", "heuristic"])
     assert result["learned"]["auc"] >= OOD_MIN_AUC

@@ -39,8 +39,8 @@ def test_the_script_measures_methods_and_nested_functions_and_fails_over_the_lim
 
 
 def test_relative_paths_and_unparsable_files(tmp_path: Path) -> None:
-    done = _run("stts_core/objective.py")
-    assert done.returncode in (0, 1) and "stts_core/objective.py:" in done.stdout and "stts_loss" in done.stdout
+    done = _run("stts_core/train/objective.py")
+    assert done.returncode in (0, 1) and "stts_core/train/objective.py:" in done.stdout and "stts_loss" in done.stdout
     broken = tmp_path / "broken.py"
     broken.write_text("def f(:\n")
     done = _run(str(broken))

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stts_core.losses import AUX_LOSS_WEIGHT, group_patch_features, temporal_aux_loss, temporal_redundancy
-from stts_core.scoring import TokenScorer
-from stts_core.selection import attention_bias
+from stts_core.methods.budget import attention_bias
+from stts_core.methods.losses import AUX_LOSS_WEIGHT, group_patch_features, temporal_aux_loss, temporal_redundancy
+from stts_core.methods.scorers import TokenScorer
 
 # T=3 frames of N=4 patches with D=2, groups of P=2 patches.
 TINY_GROUPS = torch.tensor([[0, 1], [2, 3]])

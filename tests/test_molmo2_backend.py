@@ -14,8 +14,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Molmo2ForConditionalGeneration
 
-from stts_core import pipeline
-from stts_core.backends.molmo2 import (
+from stts_core.data.synthetic import VOCABULARY, make_clip
+from stts_core.data.video import frames_from_array
+from stts_core.methods.budget import attention_bias, groups_to_patch_mask, kept_group_count, select_groups
+from stts_core.models.molmo2.backend import (
     ModelLoadError,
     Molmo2Backend,
     Molmo2ForSTTS,
@@ -24,7 +26,7 @@ from stts_core.backends.molmo2 import (
     default_scoring_layer,
     load_molmo2,
 )
-from stts_core.backends.molmo2_build import (
+from stts_core.models.molmo2.build import (
     PRESETS,
     build_config,
     build_model,
@@ -33,9 +35,7 @@ from stts_core.backends.molmo2_build import (
     save_checkpoint,
     sincos_positions,
 )
-from stts_core.selection import attention_bias, groups_to_patch_mask, kept_group_count, select_groups
-from stts_core.synthetic import VOCABULARY, make_clip
-from stts_core.video import frames_from_array
+from stts_core.pipeline import request as pipeline
 
 NUM_FRAMES = 4
 REFERENCE_PREFIX = "model.vision_backbone.temporal_token_scorer."
@@ -455,7 +455,7 @@ def test_reference_named_scorer_weights_load(tmp_path):
     ckpt = _stock_checkpoint(tmp_path / "ckpt", seed=6)
     config = build_config("micro")
     dim, heads = config.vision_config.hidden_size, config.vision_config.num_attention_heads
-    from stts_core.scoring import TokenScorer
+    from stts_core.methods.scorers import TokenScorer
 
     torch.manual_seed(2)
     scorer = TokenScorer(dim, heads, hidden=24)
@@ -478,7 +478,7 @@ def test_reference_named_scorer_weights_load(tmp_path):
 
 def test_reference_scorer_with_wrong_shapes_is_reported(tmp_path):
     ckpt = _stock_checkpoint(tmp_path / "ckpt", seed=7)
-    from stts_core.scoring import TokenScorer
+    from stts_core.methods.scorers import TokenScorer
 
     wrong = _scorer_state(TokenScorer(16, 2, hidden=8))
     save_file(_reference_named(wrong), str(ckpt / "scorer.safetensors"))
@@ -551,8 +551,8 @@ def test_from_scratch_preset_gets_a_position_table_as_strong_as_its_patches():
 
 def test_gradient_checkpointing_is_a_backend_switch_with_unchanged_gradients(micro_checkpoint, clip, monkeypatch):
     """The switch recomputes the packed ViT blocks (and the stock ones) in backward; gradients stay the same."""
-    from stts_core.backends import molmo2 as molmo2_module
-    from stts_core.objective import stts_loss
+    from stts_core.models.molmo2 import backend as molmo2_module
+    from stts_core.train.objective import stts_loss
 
     def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
         backend = load_molmo2(str(micro_checkpoint), device="cpu")

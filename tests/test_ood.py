@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from stts_core import ood
-from stts_core.selection import select_groups
+from stts_core.analysis import ood
+from stts_core.methods.budget import select_groups
 
 
 @pytest.mark.parametrize("kind", ood.KINDS)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stts_core.packing import (
+from stts_core.methods.packing import (
     ATTENTION_BACKENDS,
     PackedLayout,
     first_fit_decreasing,
@@ -446,8 +446,8 @@ def _lonely_keep() -> torch.Tensor:
 def test_refilled_frame_equals_the_unpruned_frame(micro_backend, monkeypatch):
     """The lonely frame's kept tokens are what the whole frame would give (no pruning at all) at
     every feature layer; the frames that share a row still see only their kept tokens."""
-    from stts_core.selection import attention_bias, groups_to_patch_mask
-    from stts_core.synthetic import make_clip
+    from stts_core.data.synthetic import make_clip
+    from stts_core.methods.budget import attention_bias, groups_to_patch_mask
 
     frames = make_clip(3, num_frames=4).frames
     inputs = micro_backend.prepare(frames, "what color is the moving object ?")

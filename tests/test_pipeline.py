@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from stts_core import pipeline
-from stts_core.pipeline import STAGES, RunSettings, run, visual_pass
-from stts_core.selection import kept_group_count
-from stts_core.synthetic import make_clip
-from stts_core.video import VideoError, frames_from_array, write_video
+from stts_core.data.synthetic import make_clip
+from stts_core.data.video import VideoError, frames_from_array, write_video
+from stts_core.methods.budget import kept_group_count
+from stts_core.pipeline import request as pipeline
+from stts_core.pipeline.request import STAGES, RunSettings, run, visual_pass
 
 GROUPS = 4  # groups per frame in the micro preset (6x6 patches, 3x3 pooling)
 PATCHES = 36
@@ -172,7 +172,7 @@ def test_decoded_frames_follow_the_clip(micro_backend, mp4, clip):
 
 
 def test_first_run_reports_warmup(micro_checkpoint, video):
-    from stts_core.backends.molmo2 import load_molmo2
+    from stts_core.models.molmo2.backend import load_molmo2
 
     backend = load_molmo2(str(micro_checkpoint), device="cpu")
     first = run(backend, video, QUESTION, _settings(run_baseline=False, max_new_tokens=1))
@@ -246,7 +246,7 @@ def test_no_answer_is_never_agreement():
 
 
 def test_baseline_and_stts_share_one_open_and_one_decode(micro_backend, mp4, monkeypatch):
-    from stts_core import video as video_module
+    from stts_core.data import video as video_module
 
     opened, decoded = [], []
     real_open, real_decode = video_module.open_video, video_module.VideoFile._decode

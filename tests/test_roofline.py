@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers.models.molmo2.configuration_molmo2 import Molmo2TextConfig
 
-from stts_core import roofline
-from stts_core.backends.molmo2 import Molmo2ForSTTS
-from stts_core.backends.molmo2_build import build_config
+from stts_core.analysis import roofline
+from stts_core.models.molmo2.backend import Molmo2ForSTTS
+from stts_core.models.molmo2.build import build_config
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stts_core.backends.molmo2 import load_molmo2
-from stts_core.scorer_fit import SCORER_PREFIX, clip_loss, freeze_all_but_scorer, main, rank_correlation
-from stts_core.synthetic import make_clip
+from stts_core.data.synthetic import make_clip
+from stts_core.models.molmo2.backend import load_molmo2
+from stts_core.train.scorer_fit import SCORER_PREFIX, clip_loss, freeze_all_but_scorer, main, rank_correlation
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stts_core.scoring import TokenScorer, heuristic_scores, random_scores
+from stts_core.methods.scorers import TokenScorer, heuristic_scores, random_scores
 
 DIM, HEADS, HIDDEN = 8, 2, 16
 # Six patches per frame; group 1 is partial (its padded slots clamp to patch 0, which it does not own).
@@ -227,8 +227,8 @@ def test_random_scores_do_not_touch_global_rng():
 def test_scores_send_gradient_into_the_early_vit_unless_detached(micro_backend, monkeypatch, detach):
     """As in the reference, the auxiliary loss reaches ViT blocks 0..k through the scorer's input;
     `stts.detach_scorer_input` cuts that path (the target itself is always detached)."""
-    from stts_core.losses import temporal_aux_loss
-    from stts_core.synthetic import make_clip
+    from stts_core.data.synthetic import make_clip
+    from stts_core.methods.losses import temporal_aux_loss
 
     monkeypatch.setitem(micro_backend.model.config.stts, "detach_scorer_input", detach)
     inputs = micro_backend.prepare(make_clip(2, num_frames=4).frames, "what color is the moving object ?")
@@ -244,7 +244,7 @@ def test_scores_send_gradient_into_the_early_vit_unless_detached(micro_backend, 
 
 
 def test_logit_anchor_is_the_mean_square_logit_of_later_frames():
-    from stts_core.objective import logit_anchor
+    from stts_core.train.objective import logit_anchor
 
     logits = torch.tensor([[9.0, 9.0], [-3.0, 1.0], [2.0, -6.0]], requires_grad=True)
     value = logit_anchor(torch.sigmoid(logits))

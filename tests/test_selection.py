@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from stts_core.selection import (
+from stts_core.methods.budget import (
     attention_bias,
     groups_to_patch_mask,
     kept_group_count,

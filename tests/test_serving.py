@@ -1,4 +1,4 @@
-"""Serving fast paths (stts_core.backends.molmo2_serving) against the stock path they replace.
+"""Serving fast paths (stts_core.models.molmo2.serving) against the stock path they replace.
 
 Static-cache decoding must give the stock greedy tokens, and the FlexAttention prefill the stock
 SDPA logits, for several prompt lengths with and without pruning, on random micro and tiny Molmo2
@@ -15,10 +15,10 @@ import torch
 from transformers import DynamicCache, StaticCache
 from transformers.masking_utils import blockwise_overlay, causal_mask_function, or_masks, sdpa_mask
 
-from stts_core.backends import molmo2_serving as ms
-from stts_core.loading import backend_from_preset
-from stts_core.pipeline import visual_pass
-from stts_core.synthetic import make_clip
+from stts_core.data.synthetic import make_clip
+from stts_core.models.loading import backend_from_preset
+from stts_core.models.molmo2 import serving as ms
+from stts_core.pipeline.request import visual_pass
 
 QUESTIONS = ("what moves ?", "what colour is the square that moves left in the video ?")
 
@@ -328,7 +328,7 @@ def test_roofline_table_reads_the_bench_records():
 # ------------------------------------------------------------------------- bench runner and probe
 @pytest.mark.slow
 def test_bench_applies_serving_and_adds_roofline_inputs(tmp_path, micro):
-    from stts_core import bench, roofline
+    from stts_core.analysis import bench, roofline
 
     out = tmp_path / "serving.json"
     status = bench.main(["--serving", "static", "--prefill", "flex", "--preset", "micro", "--device", "cpu",

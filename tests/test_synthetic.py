@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stts_core import synthetic as syn
+from stts_core.data import synthetic as syn
 
 MIN_AREA = 150  # px; a 33-px triangle covers about 540 px, anti-aliased edge blobs far less
 
@@ -239,7 +239,7 @@ def test_vocabulary_covers_every_question_and_answer() -> None:
 
 
 def test_write_split_round_trips_through_mp4(tmp_path: Path) -> None:
-    video = pytest.importorskip("stts_core.video")
+    video = pytest.importorskip("stts_core.data.video")
     jsonl = syn.write_split(tmp_path, "val", 3)
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     expected = list(syn.iter_split("val", 3))
@@ -259,7 +259,7 @@ def test_write_split_round_trips_through_mp4(tmp_path: Path) -> None:
 
 
 def test_example_clips_and_cli(tmp_path: Path) -> None:
-    pytest.importorskip("stts_core.video")
+    pytest.importorskip("stts_core.data.video")
     examples = syn.example_clips(tmp_path / "ex", n=3)
     assert len(examples) == 3 and all(p.is_file() and p.suffix == ".mp4" for p, _ in examples)
     assert all(set(q.split()) <= set(syn.VOCABULARY) for _, q in examples)
@@ -418,7 +418,7 @@ def test_rich_background_moves_in_pans_and_cuts_and_is_still_otherwise() -> None
 
 
 def test_train_photos_load_and_stay_out_of_the_ood_check() -> None:
-    from stts_core.ood import OOD_PHOTOS
+    from stts_core.analysis.ood import OOD_PHOTOS
 
     assert not set(syn.TRAIN_PHOTOS) & set(OOD_PHOTOS)
     for name in syn.TRAIN_PHOTOS:

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from stts_core.backends.base import VideoBackend
-from stts_core.backends.molmo2 import load_molmo2
-from stts_core.from_scratch import VISION_PREFIXES, DenseTargets, GroupProbe, clip_gradients, stage_at
-from stts_core.objective import score_logits, stts_loss
-from stts_core.pipeline import visual_pass
-from stts_core.synthetic import make_clip
-from stts_core.train import lr_at, main, validation_keep, warn_if_saturated
-from stts_core.train_data import Sample
+from stts_core.data.synthetic import make_clip
+from stts_core.models.base import VideoBackend
+from stts_core.models.molmo2.backend import load_molmo2
+from stts_core.pipeline.request import visual_pass
+from stts_core.train.from_scratch import VISION_PREFIXES, DenseTargets, GroupProbe, clip_gradients, stage_at
+from stts_core.train.loop import lr_at, main, validation_keep, warn_if_saturated
+from stts_core.train.objective import score_logits, stts_loss
+from stts_core.train.samples import Sample
 
 
 def _clip_loss(backend: VideoBackend, sample: Sample, keep: float, **kwargs) -> dict[str, torch.Tensor]:
@@ -190,7 +190,7 @@ def test_group_probe_loss_is_the_mean_cross_entropy_of_its_heads() -> None:
 
 
 def test_dense_loss_follows_the_kept_groups_and_reaches_the_vit(trained: Path) -> None:
-    from stts_core.synthetic import group_labels
+    from stts_core.data.synthetic import group_labels
 
     backend = load_molmo2(str(trained), device="cpu")
     clip = make_clip(5, num_frames=4)
@@ -255,7 +255,7 @@ def test_neither_model_nor_preset_is_refused(tmp_path: Path, capsys: pytest.Capt
 def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: VideoBackend) -> None:
     """The objective against the same pieces put together by hand: the learned scorer's scores, the aux loss
     on block k's features, the answer loss through the pruned path; "none" is the plain model, no aux."""
-    from stts_core.losses import temporal_aux_loss
+    from stts_core.methods.losses import temporal_aux_loss
 
     clip = make_clip(4, num_frames=4)
     qas = [(q.question, q.answer) for q in clip.qas[:2]]
@@ -332,7 +332,7 @@ def test_several_keep_ratios_are_drawn_per_sample_and_json_written(tmp_path: Pat
 
 
 def test_jsonl_data_trains(tmp_path: Path) -> None:
-    from stts_core.synthetic import write_split
+    from stts_core.data.synthetic import write_split
 
     jsonl = write_split(tmp_path / "data", "train", 2, num_frames=4, size=84)
     out = tmp_path / "run"
@@ -344,7 +344,7 @@ def test_jsonl_data_trains(tmp_path: Path) -> None:
     # Each pass visits every line once, in a seeded order; `start` resumes mid-pass.
     from itertools import islice
 
-    from stts_core.train_data import jsonl_samples
+    from stts_core.train.samples import jsonl_samples
 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     first = [(s.question, s.answer) for s in islice(jsonl_samples(jsonl, 4, seed=0, start=0), 2 * len(rows))]

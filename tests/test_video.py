@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stts_core import video as V
-from stts_core.video import (
+from stts_core.data import video as V
+from stts_core.data.video import (
     SampledVideo,
     VideoError,
     VideoLimits,
@@ -507,7 +507,7 @@ def test_sampling_after_the_timeline_scan_matches_a_fresh_decode_at_every_count(
 
 
 def test_damaged_packets_are_stepped_over_and_counted(tmp_path: Path) -> None:
-    from stts_core.synthetic import make_clip
+    from stts_core.data.synthetic import make_clip
 
     good = write_video(tmp_path / "good.mp4", make_clip(3, num_frames=48).frames, fps=8)
     bad = tmp_path / "bad.mp4"
@@ -542,7 +542,7 @@ def _write_all_zero_timestamps(path: Path, n_frames: int) -> Path:
 def test_repeated_timestamps_fall_back_to_decode_order(tmp_path: Path) -> None:
     """Every packet at pts 0 used to collapse the clip to one frame; decode order gives them all back,
     spread uniformly, and the result says its times are estimates."""
-    from stts_core.video import decoding_notes
+    from stts_core.data.video import decoding_notes
 
     path = _write_all_zero_timestamps(tmp_path / "zero.mp4", 40)
     assert {p.pts for p in av.open(str(path)).demux(video=0) if p.size} == {0}

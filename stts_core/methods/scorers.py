@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stts_core.losses import group_patch_features
-from stts_core.selection import gather_groups
+from stts_core.methods.budget import gather_groups
+from stts_core.methods.losses import group_patch_features
 
 SCORER_KINDS = ("learned", "heuristic", "random")
 # The reference implementation's initialiser range for the pooler's projections (Molmo2's ViT config).

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from stts_core.backends.base import VideoBackend
-    from stts_core.pipeline import ModelRun
+    from stts_core.models.base import VideoBackend
+    from stts_core.pipeline.request import ModelRun
 
 
 @dataclass(frozen=True)

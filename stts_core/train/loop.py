@@ -26,11 +26,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from stts_core import cli
-from stts_core.backends.base import ModelLoadError, VideoBackend
-from stts_core.backends.molmo2_build import PRESETS
+from stts_core.cli import common as cli
+from stts_core.data.synthetic import WORLDS
 from stts_core.distributed import Ranks, start_ranks
-from stts_core.from_scratch import (
+from stts_core.methods.losses import AUX_LOSS_FORMS, AUX_LOSS_WEIGHT
+from stts_core.models.base import ModelLoadError, VideoBackend
+from stts_core.models.molmo2.build import PRESETS
+from stts_core.pipeline.request import visual_pass
+from stts_core.train.from_scratch import (
     VISION_PREFIXES,
     DenseTargets,
     GroupProbe,
@@ -39,11 +42,8 @@ from stts_core.from_scratch import (
     set_vision_trainable,
     stage_at,
 )
-from stts_core.losses import AUX_LOSS_FORMS, AUX_LOSS_WEIGHT
-from stts_core.objective import LOGIT_L2, stts_loss
-from stts_core.pipeline import visual_pass
-from stts_core.synthetic import WORLDS
-from stts_core.train_data import Sample, jsonl_samples, synthetic_samples, synthetic_validation
+from stts_core.train.objective import LOGIT_L2, stts_loss
+from stts_core.train.samples import Sample, jsonl_samples, synthetic_samples, synthetic_validation
 
 __all__ = ["Sample", "lr_at", "main", "make_optimizer", "quick_accuracy", "stts_loss", "validation_keep"]
 
@@ -221,7 +221,7 @@ class Trainer:
 
 def load_model(args: argparse.Namespace, resume: bool) -> VideoBackend:
     """The backend to train: the last checkpoint (resume), a preset from scratch, or --model."""
-    from stts_core.loading import backend_from_preset, load_backend
+    from stts_core.models.loading import backend_from_preset, load_backend
 
     device = torch.device(args.device) if args.device else None
     dtype = cli.torch_dtype(args.dtype, device.type if device else "cpu") if args.dtype else None

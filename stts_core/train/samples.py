@@ -34,7 +34,7 @@ def synthetic_samples(start: int, num_frames: int, grounding: int = 0,
                       world: str = "plain") -> Iterator[Sample]:
     """Endless training samples: clip i has train-split seed i, with all of its questions,
     `grounding` one-step questions (seeded by the clip too) and per-group labels on a `grid`."""
-    from stts_core.synthetic import SPLIT_SEEDS, grounding_questions, group_labels, make_clip
+    from stts_core.data.synthetic import SPLIT_SEEDS, grounding_questions, group_labels, make_clip
 
     index = start
     while True:
@@ -72,7 +72,7 @@ def jsonl_samples(path: Path, num_frames: int, seed: int, start: int) -> Iterato
 
 
 def _jsonl_stream(rows: list[dict], videos: list[Path], num_frames: int, seed: int, start: int) -> Iterator[Sample]:
-    from stts_core.video import load_video
+    from stts_core.data.video import load_video
 
     epoch, offset = divmod(start, len(rows))
     while True:
@@ -87,7 +87,7 @@ def _jsonl_stream(rows: list[dict], videos: list[Path], num_frames: int, seed: i
 def synthetic_validation(num_frames: int, grounding: bool, world: str = "plain") -> tuple[list[Sample], list[Sample]]:
     """Held-out clips of the validation split: their first question each, and (with `grounding`) one
     grounding question each."""
-    from stts_core.synthetic import SPLIT_SEEDS, grounding_questions, make_clip
+    from stts_core.data.synthetic import SPLIT_SEEDS, grounding_questions, make_clip
 
     clips = [make_clip(SPLIT_SEEDS["val"] + i, num_frames=num_frames, world=world) for i in range(VALIDATION_CLIPS)]
     val = [Sample(c.frames, c.qas[0].question, c.qas[0].answer) for c in clips]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from stts_core.selection import gather_groups
+from stts_core.methods.budget import gather_groups
 
 AUX_LOSS_WEIGHT = 0.5
 # "mse" is the paper's auxiliary loss. "bce" (binary cross-entropy against the same soft target) has the

@@ -14,7 +14,7 @@
 `enable(backend, decode=..., prefill=...)` installs a `Molmo2Serving` as `backend.serving`, which
 `Molmo2Backend.generate` hands the work to; `disable(backend)` restores the stock behaviour.
 On the CPU the static path runs uncompiled and FlexAttention runs eagerly, so both are testable
-against the stock path there. `python -m stts_core.backends.molmo2_serving` runs the bench with them.
+against the stock path there. `python -m stts_core.models.molmo2.serving` runs the bench with them.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.modeling_utils import AttentionInterface
 
-from stts_core.backends.base import Generation, PreparedInputs, VideoBackend
-from stts_core.packing import PackedLayout
+from stts_core.methods.packing import PackedLayout
+from stts_core.models.base import Generation, PreparedInputs, VideoBackend
 from stts_core.timing import synchronize
 
 SPAN_ATTENTION = "stts_span_flex"
@@ -390,7 +390,7 @@ def _packed_layer(layer: torch.nn.Module, tokens: torch.Tensor, attend: Callable
 def _probe_layer(preset: str, device: torch.device, dtype: torch.dtype) -> tuple[torch.nn.Module, int]:
     from transformers.models.molmo2.modeling_molmo2 import Molmo2VisionEncoderLayer
 
-    from stts_core.backends.molmo2_build import build_config
+    from stts_core.models.molmo2.build import build_config
 
     config = build_config(preset).vision_config
     config._attn_implementation = "sdpa"
@@ -407,7 +407,7 @@ def suffix_probe(preset: str = "molmo2-4b", frames: int = 128, keep: float = 0.5
     the key bias of block k+1) against the packed block on STTS-like kept tokens, per packed
     attention back end; per-token cost ratios (1.0 = the packed block scales with its tokens) and
     each back end's largest difference from the per-frame reference."""
-    from stts_core.packing import PackedLayout, pack, packed_attention
+    from stts_core.methods.packing import PackedLayout, pack, packed_attention
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = dtype or (torch.bfloat16 if dev.type == "cuda" else torch.float32)
@@ -439,7 +439,7 @@ def _probe_impl(impl: str, layer: torch.nn.Module, tokens: torch.Tensor, qkv: tu
                 layout: PackedLayout, reference: torch.Tensor, dev: torch.device, repeats: int,
                 per_token_stock: float) -> dict[str, Any]:
     """One packed attention back end in the probe: attention and block times, error, per-token ratio."""
-    from stts_core.packing import packed_attention
+    from stts_core.methods.packing import packed_attention
 
     scale = layer.self_attn.scaling
 

@@ -22,7 +22,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from stts_core.backends.molmo2 import Molmo2ForSTTS
+from stts_core.models.molmo2.backend import Molmo2ForSTTS
 
 SPECIAL_TOKENS = [
     "<pad>",
@@ -250,8 +250,8 @@ def warm_start(source: str | Path, preset: str, out_dir: str | Path, seed: int =
     model at a finer input size): every weight of matching shape is copied, the ViT position table is
     resampled to the new patch grid, and the scorer starts fresh (reference initialisation, the
     preset's width). Written with a processor for the preset's input size; `load_backend` reads it."""
-    from stts_core.backends.molmo2 import load_molmo2
-    from stts_core.synthetic import VOCABULARY
+    from stts_core.data.synthetic import VOCABULARY
+    from stts_core.models.molmo2.backend import load_molmo2
 
     tokenizer = build_tokenizer(VOCABULARY)
     source_vocab = PreTrainedTokenizerFast.from_pretrained(str(source)).get_vocab()
@@ -278,10 +278,10 @@ def warm_start(source: str | Path, preset: str, out_dir: str | Path, seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m stts_core.backends.molmo2_build --from DIR --preset P --out DIR`: write a warm start."""
+    """`python -m stts_core.models.molmo2.build --from DIR --preset P --out DIR`: write a warm start."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m stts_core.backends.molmo2_build", description=warm_start.__doc__)
+    p = argparse.ArgumentParser(prog="python -m stts_core.models.molmo2.build", description=warm_start.__doc__)
     p.add_argument("--from", dest="source", required=True, help="trained checkpoint directory")
     p.add_argument("--preset", required=True, choices=sorted(PRESETS))
     p.add_argument("--out", required=True)

@@ -29,10 +29,10 @@ from torch.utils.checkpoint import checkpoint
 from transformers import AutoProcessor, Molmo2ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from stts_core.backends.base import Generation, ModelLoadError, PreparedInputs, SuffixGeometry, ViTState
-from stts_core.packing import PackedLayout, pack, packed_attention, refill_lonely_frames, unpack
-from stts_core.scoring import TokenScorer
-from stts_core.selection import groups_to_patch_mask
+from stts_core.methods.budget import groups_to_patch_mask
+from stts_core.methods.packing import PackedLayout, pack, packed_attention, refill_lonely_frames, unpack
+from stts_core.methods.scorers import TokenScorer
+from stts_core.models.base import Generation, ModelLoadError, PreparedInputs, SuffixGeometry, ViTState
 from stts_core.timing import synchronize
 
 SCORER_PREFIX = "temporal_token_scorer."

@@ -20,9 +20,9 @@ from typing import Protocol
 
 import torch
 
-from stts_core.backends.base import PreparedInputs, VideoBackend
-from stts_core.losses import AUX_LOSS_WEIGHT, logits_of, temporal_aux_loss
-from stts_core.pipeline import VisualPass, visual_pass
+from stts_core.methods.losses import AUX_LOSS_WEIGHT, logits_of, temporal_aux_loss
+from stts_core.models.base import PreparedInputs, VideoBackend
+from stts_core.pipeline.request import VisualPass, visual_pass
 
 # Weight of the scorer-logit anchor, mean(logit^2) over frames >= 1, added to the objective (not in the
 # paper). The auxiliary MSE pulls the ~90% of groups whose target is ~0 toward score 0, a minimum at logit

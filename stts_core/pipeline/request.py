@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from stts_core.backends.base import PreparedInputs, VideoBackend, ViTState
-from stts_core.scoring import SCORER_KINDS, heuristic_scores, random_scores
-from stts_core.selection import attention_bias, select_groups, validate_keep_ratio
+from stts_core.data.video import SampledVideo, VideoFile, VideoLimits, decoding_notes, open_video
+from stts_core.methods.budget import attention_bias, select_groups, validate_keep_ratio
+from stts_core.methods.scorers import SCORER_KINDS, heuristic_scores, random_scores
+from stts_core.models.base import PreparedInputs, VideoBackend, ViTState
 from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
-from stts_core.video import SampledVideo, VideoFile, VideoLimits, decoding_notes, open_video
 
 # The stages of one run, in report order, and the three times every report uses:
 # - time to first token (TTFT): the model side up to the first answer token, TTFT_STAGES. Decoding the

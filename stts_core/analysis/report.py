@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from stts_core.analyze import BASELINE, Analysis, Thumb, decode_mask, flips, load_thumb
+from stts_core.analysis.runner import BASELINE, Analysis, Thumb, decode_mask, flips, load_thumb
 
 DIM = 0.3  # brightness of a pruned group in a thumbnail
 GAP = 2  # pixels between thumbnail tiles

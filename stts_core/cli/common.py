@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
-from stts_core.scoring import SCORER_KINDS
+from stts_core.methods.scorers import SCORER_KINDS
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
 MAX_FRAMES = 512
@@ -69,7 +69,7 @@ non_negative_float = finite_number(0.0, allow_low=True)
 
 def question_text(text: str) -> str:
     """A question: not empty, valid Unicode (no lone surrogates), at most 2000 characters."""
-    from stts_core.pipeline import validate_question
+    from stts_core.pipeline.request import validate_question
 
     try:
         return validate_question(text)
@@ -83,7 +83,7 @@ max_new_tokens = whole_number(1, 1024)
 
 def model_options(default_model: str | None = None, required: bool = False) -> argparse.ArgumentParser:
     """--model, --device, --dtype, --trust-remote-code: which model, where, in what precision."""
-    from stts_core.loading import DEFAULT_MODEL
+    from stts_core.models.loading import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("model")

@@ -17,8 +17,8 @@ import argparse
 import numpy as np
 import torch
 
-from stts_core.backends.base import PreparedInputs
-from stts_core.pipeline import VisualPass
+from stts_core.models.base import PreparedInputs
+from stts_core.pipeline.request import VisualPass
 
 VISION_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "temporal_token_scorer.")
 CONSTANT_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.")
@@ -39,7 +39,7 @@ class GroupProbe(torch.nn.Module):
 
     def __init__(self, dim: int, llm_layer: int = 2) -> None:
         super().__init__()
-        from stts_core.synthetic import LABEL_HEADS
+        from stts_core.data.synthetic import LABEL_HEADS
 
         if list(LABEL_HEADS)[-1] != "motion":
             raise ValueError("GroupProbe reads the last label head, motion, from the LLM states.")

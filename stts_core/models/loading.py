@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from stts_core.backends.base import ModelLoadError, VideoBackend
+from stts_core.models.base import ModelLoadError, VideoBackend
 
-DEFAULT_MODEL = str(Path(__file__).resolve().parent.parent / "assets" / "stts-tiny")
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "assets" / "stts-tiny")
 
 __all__ = ["DEFAULT_MODEL", "ModelLoadError", "backend_from_preset", "load_backend"]
 
@@ -19,7 +19,7 @@ def load_backend(model: str = DEFAULT_MODEL, device: str | torch.device | None =
     """The one place a model id or path becomes a backend (Molmo2 is the family supported today).
 
     Raises ModelLoadError with one readable sentence when the model cannot be loaded."""
-    from stts_core.backends.molmo2 import load_molmo2
+    from stts_core.models.molmo2.backend import load_molmo2
 
     return load_molmo2(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
 
@@ -30,9 +30,9 @@ def backend_from_preset(preset: str, device: str | torch.device | None = None, d
 
     Timing does not depend on weight values, so the bench times full-size architectures this way;
     training from scratch starts here too."""
-    from stts_core.backends.molmo2 import Molmo2Backend
-    from stts_core.backends.molmo2_build import PRESETS, build_model, build_processor, build_tokenizer
-    from stts_core.synthetic import VOCABULARY
+    from stts_core.data.synthetic import VOCABULARY
+    from stts_core.models.molmo2.backend import Molmo2Backend
+    from stts_core.models.molmo2.build import PRESETS, build_model, build_processor, build_tokenizer
 
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}.")

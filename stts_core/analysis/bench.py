@@ -1,0 +1,546 @@
+"""`python -m stts_core.bench`: how much faster STTS makes a video VLM, stage by stage.
+
+For every (frames, keep) cell the unmodified model (baseline) and the STTS path run on the same
+synthetic clip, alternating B S B S ... in one process after warm-up, with CUDA-synchronised stage
+timers and the same fixed number of generated tokens; the report holds medians. `--train` times
+one forward + backward step (task + auxiliary loss) instead of generation.
+
+Presets build the architecture with random weights: timing does not depend on weight values.
+What is measured, and what "overhead" includes, is written down in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import platform
+import shlex
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from stts_core.analysis import roofline
+from stts_core.cli import common as cli
+from stts_core.data.video import SampledVideo, frames_from_array
+from stts_core.methods.budget import groups_to_patch_mask, kept_group_count
+from stts_core.methods.packing import ATTENTION_BACKENDS, PackedLayout, frame_block_mask, pack, resolve_backend, unpack
+from stts_core.models.base import PreparedInputs, VideoBackend
+from stts_core.models.loading import backend_from_preset, load_backend
+from stts_core.models.molmo2.serving import PREFILL_MODES, SERVING_CHOICES, roofline_table
+from stts_core.models.molmo2.serving import install as install_serving
+from stts_core.pipeline.request import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
+from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, synchronize
+
+# TTFT_STAGES (pipeline) are the model side up to the first token; the CPU preprocessing (identical
+# work in both runs, done by data loaders in practice) is reported on its own and counted in end to end.
+INFERENCE_STAGES = ("preprocess", *TTFT_STAGES, "decoding", "decode_per_token", "packing", "ttft", "e2e")
+TRAIN_STAGES = ("forward", "backward", "step")
+INFERENCE_CELL_KEYS = ("frames", "keep", "ttft_speedup", "e2e_speedup", "overhead_pct", "ttft_delta_pct",
+                       "baseline_ttft_s", "stts_ttft_s", "baseline_e2e_s", "stts_e2e_s", "visual_tokens",
+                       "vit_suffix_tokens", "peak_mem_gb", "stages_s", "repeats", "error")
+TRAIN_CELL_KEYS = ("frames", "keep", "step_speedup", "baseline_step_s", "stts_step_s", "visual_tokens",
+                   "peak_mem_gb", "stages_s", "repeats", "error")
+STAGE_LABELS = {"preprocess": "preproc", "vit_prefix": "vit_pre", "vit_suffix": "vit_suf", "connector": "connect",
+                "llm_prefill": "prefill", "decoding": "decode", "decode_per_token": "dec/tok"}
+CLIP_SIZE = 252  # make_clip's native size; the processor resizes to the model's input size
+
+
+@dataclass
+class BenchConfig:
+    """Everything a benchmark run depends on (also written to the JSON as `settings`)."""
+
+    frames: list[int]
+    keeps: list[float]
+    repeats: int = 5
+    warmup: int = 1
+    train: bool = False
+    scorer: str = "learned"
+    new_tokens: int = 8
+    seed: int = 0
+    grad_checkpoint: bool = False
+
+
+def _log(line: str) -> None:
+    """Progress goes to stderr so stdout holds only the table."""
+    print(line, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------- set-up
+def build_backend(preset: str | None, model: str | None, device: torch.device, dtype: torch.dtype,
+                  seed: int, trust_remote_code: bool = False) -> VideoBackend:
+    """A preset's architecture with random weights, or a checkpoint loaded the way users load one."""
+    if preset is not None:
+        return backend_from_preset(preset, device=device, dtype=dtype, seed=seed)
+    return load_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def synthetic_clip(num_frames: int, seed: int) -> tuple[Any, str, str]:
+    """A synthetic clip's frames (a static background that later frames repeat, moving shapes), one
+    question and its answer: redundancy like real video's, which a pure-noise clip would not have."""
+    from stts_core.data.synthetic import make_clip
+
+    clip = make_clip(seed, num_frames=num_frames, size=CLIP_SIZE)
+    qa = clip.qas[0]
+    return clip.frames, qa.question, qa.answer
+
+
+def versions() -> dict[str, str | None]:
+    """Library versions that change timings."""
+    import numpy
+    import transformers
+
+    out: dict[str, str | None] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "cuda": torch.version.cuda,
+        "platform": platform.platform(),
+    }
+    for name in ("plotly", "flash-attn", "stts-studio"):
+        try:
+            out[name.replace("-", "_")] = version(name)
+        except PackageNotFoundError:
+            out[name.replace("-", "_")] = None
+    return out
+
+
+# ------------------------------------------------------------------------------------ measuring
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _medians(runs: Sequence[dict[str, float]]) -> dict[str, float]:
+    return {k: _median([r[k] for r in runs]) for k in runs[0]}
+
+
+def _peak(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return max(known) if known else None
+
+
+def _attention_layout(layout: PackedLayout, impl: str, tokens: torch.Tensor, heads: int, head_dim: int,
+                      blocks: int) -> None:
+    """The per-back-end state the packed blocks build on top of the layout, and for the row layout
+    the per-block scatter into rows and gather back (q, k, v in, one output out)."""
+    if impl == "flex":
+        frame_block_mask(layout, tokens.device)
+    elif impl == "rows":
+        slot, mask = layout.row_slots()
+        rows, cap = mask.shape[0], layout.capacity
+        x = tokens.new_empty(tokens.shape[0], heads, head_dim)
+        for _ in range(blocks):
+            for _ in range(3):
+                x.new_zeros(rows * cap, *x.shape[1:]).index_copy(0, slot, x)
+            x.new_zeros(rows * cap, *x.shape[1:]).index_select(0, slot)
+
+
+def packing_cost(backend: VideoBackend, vp: VisualPass, inputs: PreparedInputs) -> float:
+    """Seconds to lay out, pack and unpack the kept tokens on this run's real shapes.
+
+    This work happens inside the ViT-suffix stage of the STTS run; timing it alone lets the
+    overhead figure count it beside scoring and selection. Zero when nothing was pruned.
+    """
+    if vp.prune is None:
+        return 0.0
+    hidden = vp.prefix.hidden
+    device = hidden.device
+    shape = backend.suffix_geometry
+    impl = resolve_backend(backend.attention_impl, device)
+    blocks, unpacks, heads, head_dim = shape.packed_blocks, shape.unpacked_reads, shape.heads, shape.head_dim
+    with torch.inference_mode():
+        synchronize(device)
+        start = time.perf_counter()
+        layout = PackedLayout.from_mask(groups_to_patch_mask(vp.prune, inputs.groups, inputs.patches_per_frame))
+        tokens = pack(hidden, layout)
+        _attention_layout(layout, impl, tokens, heads, head_dim, blocks)
+        for _ in range(unpacks):
+            unpack(tokens, layout)
+        synchronize(device)
+        return time.perf_counter() - start
+
+
+def inference_record(backend: VideoBackend, run: ModelRun, packing_s: float) -> dict[str, float]:
+    """One run's stage seconds, the pipeline's derived figures (time to first token, end to end), the
+    decoding time per token and, on a device with a known peak, prefill MFU and decode bandwidth use
+    (stts_core.roofline). The clip comes from memory, so end to end has no video decoding."""
+    t = dict(run.timings)
+    steps = max(1, len(run.token_ids) - 1)
+    return roofline.run_record(backend, run, t["decoding"] / steps) | {
+        "preprocess": t["preprocess"],
+        **{s: t[s] for s in TTFT_STAGES},
+        "decoding": t["decoding"],
+        "decode_per_token": t["decoding"] / steps,
+        "packing": packing_s,
+        "ttft": run.ttft_s,
+        "e2e": run.e2e_s,
+    }
+
+
+def _error_cell(frames: int, keep: float, keys: Sequence[str], err: BaseException) -> dict[str, Any]:
+    cell: dict[str, Any] = dict.fromkeys(keys)
+    cell.update(frames=frames, keep=keep, repeats=0, error=f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}")
+    return cell
+
+
+def _free_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
+                   scorer: str) -> dict[str, Any]:
+    """Baseline and STTS alternating on one clip; medians of `cfg.repeats` timed pairs."""
+    settings = RunSettings(keep_ratio=keep, scorer=scorer, num_frames=int(video.frames.shape[0]),
+                           max_new_tokens=cfg.new_tokens, seed=cfg.seed, stop_at_eos=False)
+    base_runs: list[dict[str, float]] = []
+    stts_runs: list[dict[str, float]] = []
+    peaks: tuple[list[float | None], list[float | None]] = ([], [])
+    tokens = suffix = (0, 0)
+    with torch.inference_mode():
+        for i in range(cfg.warmup + cfg.repeats):
+            base, _, _ = run_model(backend, video, question, 1.0, "none", settings)
+            stts, vp, inputs = run_model(backend, video, question, keep, scorer, settings)
+            packing_s = packing_cost(backend, vp, inputs)
+            del vp, inputs  # the next baseline run's peak memory must not include them
+            if len(base.token_ids) != len(stts.token_ids):
+                raise RuntimeError("The two runs generated different numbers of tokens.")
+            if i < cfg.warmup:
+                continue
+            base_runs.append(inference_record(backend, base, 0.0))
+            stts_runs.append(inference_record(backend, stts, packing_s))
+            peaks[0].append(base.peak_mem_gb)
+            peaks[1].append(stts.peak_mem_gb)
+            tokens = (base.visual_tokens, stts.visual_tokens)
+            suffix = (base.vit_suffix_tokens, stts.vit_suffix_tokens)
+    b, s = _medians(base_runs), _medians(stts_runs)
+    return {
+        "frames": int(video.frames.shape[0]),
+        "keep": keep,
+        "ttft_speedup": b["ttft"] / max(s["ttft"], 1e-12),
+        "e2e_speedup": b["e2e"] / max(s["e2e"], 1e-12),
+        "overhead_pct": 100.0 * (s["scoring"] + s["packing"]) / max(b["ttft"], 1e-12),
+        "ttft_delta_pct": 100.0 * (s["ttft"] / max(b["ttft"], 1e-12) - 1.0),
+        "baseline_ttft_s": b["ttft"],
+        "stts_ttft_s": s["ttft"],
+        "baseline_e2e_s": b["e2e"],
+        "stts_e2e_s": s["e2e"],
+        "visual_tokens": list(tokens),
+        "vit_suffix_tokens": list(suffix),
+        "peak_mem_gb": [_peak(peaks[0]), _peak(peaks[1])],
+        "stages_s": {"baseline": b, "stts": s},
+        "repeats": len(base_runs),
+        "error": None,
+    }
+
+
+def train_step(backend: VideoBackend, prepared: list[PreparedInputs], answers: list[str], keep: float,
+               scorer: str) -> tuple[dict[str, float], float | None, float, int]:
+    """One forward + backward of the STTS objective on already prepared inputs (preprocessing is data
+    loading, kept off the clock): stage seconds, peak memory, the loss (a NaN check) and the visual
+    tokens that reached the LLM."""
+    from stts_core.train.objective import stts_loss
+
+    device = backend.device
+    backend.model.zero_grad(set_to_none=True)
+    reset_peak_memory(device)
+    synchronize(device)
+    start = time.perf_counter()
+    parts = stts_loss(backend, prepared, answers, keep, scorer=scorer)
+    synchronize(device)
+    middle = time.perf_counter()
+    parts["loss"].backward()
+    synchronize(device)
+    end = time.perf_counter()
+    stages = {"forward": middle - start, "backward": end - middle, "step": end - start}
+    return stages, peak_memory_gb(device), float(parts["loss"].detach()), int(parts["visual_tokens"])
+
+
+def _train_pairs(backend: VideoBackend, prepared: list[PreparedInputs], answers: list[str], keep: float,
+                 cfg: BenchConfig, scorer: str) -> tuple[list[dict[str, float]], list[dict[str, float]],
+                                                        tuple[list[float | None], list[float | None]], list[int]]:
+    """Alternating baseline / STTS training steps: the timed runs, their peaks and the token counts."""
+    runs: tuple[list[dict[str, float]], list[dict[str, float]]] = ([], [])
+    peaks: tuple[list[float | None], list[float | None]] = ([], [])
+    tokens = [0, 0]
+    for i in range(cfg.warmup + cfg.repeats):
+        for side, (ratio, kind) in enumerate(((1.0, "none"), (keep, scorer))):
+            stages, peak, loss, tokens[side] = train_step(backend, prepared, answers, ratio, kind)
+            if not math.isfinite(loss):
+                raise RuntimeError("A training step produced a non-finite loss.")
+            if i >= cfg.warmup:
+                runs[side].append(stages)
+                peaks[side].append(peak)
+    return runs[0], runs[1], peaks, tokens
+
+
+def train_cell(backend: VideoBackend, frames: np.ndarray, question: str, answer: str, keep: float, cfg: BenchConfig,
+               scorer: str) -> dict[str, Any]:
+    """Baseline (no scorer, no aux loss) and STTS training steps alternating; medians of the timed pairs."""
+    prepared = backend.prepare_questions(frames, [question])
+    backend.model.train()
+    try:
+        base_runs, stts_runs, peaks, tokens = _train_pairs(backend, prepared, [answer], keep, cfg, scorer)
+    finally:
+        backend.model.zero_grad(set_to_none=True)
+        backend.model.eval()
+    b, s = _medians(base_runs), _medians(stts_runs)
+    inputs = prepared[0]
+    expected = kept_group_count(inputs.num_frames, int(inputs.groups.shape[0]), keep)
+    if tokens[1] != expected:
+        raise RuntimeError(f"STTS kept {tokens[1]} visual tokens, expected {expected}.")
+    return {
+        "frames": inputs.num_frames,
+        "keep": keep,
+        "step_speedup": b["step"] / max(s["step"], 1e-12),
+        "baseline_step_s": b["step"],
+        "stts_step_s": s["step"],
+        "visual_tokens": tokens,
+        "peak_mem_gb": [_peak(peaks[0]), _peak(peaks[1])],
+        "stages_s": {"baseline": b, "stts": s},
+        "repeats": len(base_runs),
+        "error": None,
+    }
+
+
+def run_bench(backend: VideoBackend, cfg: BenchConfig, log: Callable[[str], None] = _log,
+              on_cell: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], str, list[str]]:
+    """Every (frames, keep) cell in order; a cell that fails (out of memory, say) is recorded with its error.
+
+    `on_cell` sees the cells so far after each one, so a long run that is stopped keeps what it measured."""
+    scorer, notes = resolve_scorer(backend, cfg.scorer)
+    device = backend.device
+    cells: list[dict[str, Any]] = []
+    for frames in cfg.frames:
+        clip, question, answer = synthetic_clip(frames, cfg.seed)
+        video = frames_from_array(clip)
+        for keep in cfg.keeps:
+            torch.manual_seed(cfg.seed)
+            started = time.perf_counter()
+            try:
+                if cfg.train:
+                    cell = train_cell(backend, clip, question, answer, keep, cfg, scorer)
+                else:
+                    cell = inference_cell(backend, video, question, keep, cfg, scorer)
+            except torch.OutOfMemoryError as err:
+                cell = _error_cell(frames, keep, TRAIN_CELL_KEYS if cfg.train else INFERENCE_CELL_KEYS, err)
+            except Exception as err:  # one broken cell must not lose the others of a long GPU run
+                log(traceback.format_exc())
+                cell = _error_cell(frames, keep, TRAIN_CELL_KEYS if cfg.train else INFERENCE_CELL_KEYS, err)
+            _free_memory(device)
+            cells.append(cell)
+            log(f"  frames {frames:>4}  keep {keep:<4g} done in {time.perf_counter() - started:.1f} s"
+                + (f"  ({cell['error']})" if cell["error"] else ""))
+            if on_cell is not None:
+                on_cell(cells)
+    return cells, scorer, notes
+
+
+# ------------------------------------------------------------------------------------ reporting
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:.1f}"
+
+
+def _x(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _gb(values: Sequence[float | None]) -> str:
+    return "-" if all(v is None for v in values) else "/".join("-" if v is None else f"{v:.1f}" for v in values)
+
+
+def _source(report: dict[str, Any]) -> str:
+    return f"preset {report['preset']}" if report.get("preset") else f"model {report.get('model')}"
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The summary table, then the per-stage medians of every cell (milliseconds)."""
+    cells = report["cells"]
+    train = report["mode"] == "train"
+    lines = [f"device: {report['device']}   {_source(report)}   mode: {report['mode']}"
+             f"   scorer: {report['settings']['scorer_used']}"]
+    if train:
+        lines.append(f"{'frames':>6} {'keep':>5} {'tokens base->STTS':>18} {'step base ms':>13} {'step STTS ms':>13}"
+                     f" {'speedup':>8} {'peak GB':>10}")
+        for c in cells:
+            tok = "-" if c["error"] else f"{c['visual_tokens'][0]}->{c['visual_tokens'][1]}"
+            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {tok:>18} {_ms(c['baseline_step_s']):>13}"
+                         f" {_ms(c['stts_step_s']):>13} {_x(c['step_speedup']):>8}"
+                         f" {_gb(c['peak_mem_gb'] or []):>10}" + (f"  {c['error']}" if c["error"] else ""))
+        stages: tuple[str, ...] = TRAIN_STAGES
+    else:
+        lines.append(f"{'frames':>6} {'keep':>5} {'tokens base->STTS':>18} {'TTFT base ms':>13} {'TTFT STTS ms':>13}"
+                     f" {'TTFT':>7} {'E2E':>7} {'overhead':>9} {'peak GB':>10}")
+        for c in cells:
+            tok = "-" if c["error"] else f"{c['visual_tokens'][0]}->{c['visual_tokens'][1]}"
+            over = "-" if c["overhead_pct"] is None else f"{c['overhead_pct']:.1f}%"
+            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {tok:>18} {_ms(c['baseline_ttft_s']):>13}"
+                         f" {_ms(c['stts_ttft_s']):>13} {_x(c['ttft_speedup']):>7} {_x(c['e2e_speedup']):>7}"
+                         f" {over:>9} {_gb(c['peak_mem_gb'] or []):>10}" + (f"  {c['error']}" if c["error"] else ""))
+        stages = INFERENCE_STAGES
+    lines.append("")
+    lines.append(f"{'frames':>6} {'keep':>5} {'run':>8} " + " ".join(f"{STAGE_LABELS.get(s, s):>10}" for s in stages))
+    for c in cells:
+        if c["error"]:
+            continue
+        for run in ("baseline", "stts"):
+            row = c["stages_s"][run]
+            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {run:>8} " + " ".join(f"{_ms(row[s]):>10}" for s in stages))
+    lines.append(f"(medians of {report['settings']['repeats']} alternating pairs after "
+                 f"{report['settings']['warmup']} warm-up pair(s); milliseconds)")
+    if not train:
+        lines += ["", roofline_table(report)]
+    return "\n".join(lines)
+
+
+def write_html(report: dict[str, Any], path: Path) -> None:
+    """Speedup against frames, one line per keep ratio; plotly.js is embedded so the file works offline."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    train = report["mode"] == "train"
+    key = "step_speedup" if train else "ttft_speedup"
+    fig = go.Figure()
+    for keep in sorted({c["keep"] for c in report["cells"]}, reverse=True):
+        cells = sorted((c for c in report["cells"] if c["keep"] == keep and c[key] is not None),
+                       key=lambda c: c["frames"])
+        fig.add_trace(go.Scatter(x=[c["frames"] for c in cells], y=[c[key] for c in cells],
+                                 mode="lines+markers", name=f"keep {keep:g}"))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="grey")
+    what = "training step" if train else "time to first token"
+    fig.update_layout(title=f"STTS speedup ({what}) - {_source(report)} on {report['device']}",
+                      xaxis_title="frames", yaxis_title="speedup over the unpruned model (x)",
+                      template="plotly_white")
+    pio.write_html(fig, str(path), include_plotlyjs=True, full_html=True)
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The shared vocabulary (stts_core.cli) plus the bench's own flags; --preset or --model."""
+    p = cli.parser("python -m stts_core.bench", __doc__, [
+        cli.model_options(required=False),
+        cli.stts_options(keep=(1.0, 0.5, 0.3), frames_default=(16, 32), new_tokens=8, multi_frames=True),
+        cli.output_options()])
+    p.set_defaults(model=None)
+    p.add_argument("--preset", help="build this architecture with random weights (tiny, cpu-mid, molmo2-4b, micro)")
+    p.add_argument("--repeats", type=cli.whole_number(1), default=5, help="timed baseline/STTS pairs per cell")
+    p.add_argument("--warmup", type=cli.whole_number(0), default=1, help="untimed pairs before the timed ones")
+    p.add_argument("--train", action="store_true", help="time a forward + backward training step instead")
+    p.add_argument("--grad-checkpoint", action="store_true",
+                   help="with --train: recompute activations in backward (both runs), for long videos on one GPU")
+    p.add_argument("--attention-impl", "--attention", dest="attention_impl",
+                   choices=ATTENTION_BACKENDS, default="auto",
+                   help="packed attention kernel of the STTS path")
+    p.add_argument("--serving", choices=SERVING_CHOICES, default="eager",
+                   help="LLM decoding: eager (the stock loop), static (static KV cache), compiled (static + CUDA graphs)")
+    p.add_argument("--prefill", choices=PREFILL_MODES, default="sdpa",
+                   help="LLM prefill attention: sdpa (dense mask) or flex (block mask from the image-token spans)")
+    p.add_argument("--cpu-preprocess", action="store_true",
+                   help="resize and normalise on the CPU even when the model runs on a GPU (default: on the model's device)")
+    p.add_argument("--threads", type=cli.whole_number(1), default=None, help="torch CPU threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--html", type=Path, default=None, help="write a speedup chart here")
+    args = p.parse_args(argv)
+    if (args.preset is None) == (args.model is None):
+        p.error("give exactly one of --preset (random weights) or --model (a checkpoint)")
+    if len(args.scorer) != 1:
+        p.error("--scorer takes one scorer here (the bench compares one STTS setting with the baseline)")
+    args.scorer = args.scorer[0]
+    if args.max_new_tokens < 2:
+        p.error("--max-new-tokens must be at least 2 (decoding per token needs a second token)")
+    if args.grad_checkpoint and not args.train:
+        p.error("--grad-checkpoint only applies with --train")
+    return args
+
+
+def _setup(args: argparse.Namespace) -> tuple[VideoBackend, torch.device, torch.dtype]:
+    """Device, dtype and backend from the parsed flags; a one-line error (exit 2) when they cannot be had."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        cli.exit_with_error("--device cuda asked for, but CUDA is not available")
+    dtype = cli.torch_dtype(args.dtype, device.type)
+    _log(f"building {'preset ' + args.preset if args.preset else args.model} on {device} ({dtype})")
+    try:
+        backend = build_backend(args.preset, args.model, device, dtype, args.seed, args.trust_remote_code)
+        resolve_backend(args.attention_impl, device)
+    except (ValueError, RuntimeError, OSError) as err:
+        cli.exit_with_error(str(err))
+    backend.attention_impl = args.attention_impl
+    backend.preprocess_on_device = not args.cpu_preprocess
+    backend.set_gradient_checkpointing(args.grad_checkpoint)
+    install_serving(backend, args.serving, args.prefill)
+    return backend, device, dtype
+
+
+def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend, dtype: torch.dtype,
+                started: str, cells: list[dict[str, Any]], scorer_used: str, notes: list[str]) -> dict[str, Any]:
+    """The JSON report: what ran where, with which settings, and every cell so far."""
+    return {
+        "device": device_name(backend.device),
+        "versions": versions(),
+        "preset": args.preset,
+        "model": args.model,
+        "mode": "train" if args.train else "inference",
+        "date": started,
+        "command": "python -m stts_core.bench " + shlex.join(argv),
+        "settings": {
+            "frames": list(args.frames), "keeps": list(args.keep), "repeats": args.repeats, "warmup": args.warmup,
+            "scorer": args.scorer, "scorer_used": scorer_used, "new_tokens": args.max_new_tokens,
+            "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": args.seed,
+            "attention": resolve_backend(args.attention_impl, backend.device), "grad_checkpoint": args.grad_checkpoint,
+            "preprocess_on": "cpu" if args.cpu_preprocess or backend.device.type == "cpu" else str(backend.device),
+            "scoring_layer": backend.scoring_layer, "serving": args.serving, "prefill": args.prefill,
+            "serving_notes": list(backend.serving.notes) if getattr(backend, "serving", None) else [],
+        },
+        "notes": notes,
+        "complete": len(cells) == len(args.frames) * len(args.keep),
+        "cells": cells,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    argv_list = list(sys.argv[1:] if argv is None else argv)
+    backend, device, dtype = _setup(args)
+    cfg = BenchConfig(frames=list(args.frames), keeps=list(args.keep), repeats=args.repeats, warmup=args.warmup,
+                      train=args.train, scorer=args.scorer, new_tokens=args.max_new_tokens, seed=args.seed,
+                      grad_checkpoint=args.grad_checkpoint)
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    scorer_used, notes = resolve_scorer(backend, cfg.scorer)
+
+    def write_json(cells: list[dict[str, Any]]) -> None:
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
+            args.json.write_text(json.dumps(report, indent=2))
+
+    cells, scorer_used, notes = run_bench(backend, cfg, _log, on_cell=write_json)
+    report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
+    print(format_table(report))
+    for note in notes:
+        print(f"note: {note}")
+    write_json(cells)
+    if args.html is not None:
+        args.html.parent.mkdir(parents=True, exist_ok=True)
+        write_html(report, args.html)
+    # Running out of memory is a result (the cell does not fit this device); any other failure is not.
+    failed = [c for c in cells if c["error"] and not c["error"].startswith("OutOfMemoryError")]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

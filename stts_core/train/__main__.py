@@ -1,0 +1,5 @@
+"""`python -m stts_core.train`."""
+
+from stts_core.train.loop import main
+
+raise SystemExit(main())
