@@ -18,7 +18,7 @@ if importlib.util.find_spec("spaces") is not None:
     import spaces  # noqa: F401  (on ZeroGPU it must be imported before torch)
 
 from app.examples import ASSETS_EXAMPLES, examples_dir
-from app.handlers import LIMITS
+from app.forms import LIMITS
 from app.models import CACHE, ModelChoices, default_device, public_mode
 from app.ui import build_demo
 

@@ -4,7 +4,7 @@ A visitor picks the synthetic test set (N questions) or uploads a question table
 zip), chooses scorers and keep ratios, and gets the accuracy / agreement curves, accuracy by question
 type, the list of flips (pruned answer differs from the unpruned one) with a keep-mask thumbnail of each,
 the failed rows, and a zip of results.jsonl, summary.csv and report.html. The work is
-`stts_core.analyze.run_analysis`; this module only checks inputs, bounds the request and renders.
+`stts_core.analysis.runner.run_analysis`; this module only checks inputs, bounds the request and renders.
 
 Batch runs queue under their own concurrency id (one at a time), so they never hold the single-video
 view's "model" slot. Each run works in a temporary folder removed when it ends, whatever happens; what a
@@ -35,30 +35,21 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from app.handlers import FRAMES_RANGE, MAX_NEW_TOKENS, VIDEO_TYPES
+from app.forms import FRAMES_RANGE, MAX_NEW_TOKENS, VIDEO_TYPES
+from app.text import SCORERS as SINGLE_VIEW_METHODS
+from stts_core.analysis.metrics import flips
+from stts_core.analysis.records import BASELINE, Analysis, AnalysisSettings, Thumb, decode_mask, default_methods
 from stts_core.analysis.report import KIND_TEXT, curve_figure, mask_tiles, type_figure
-from stts_core.analysis.runner import (
-    BASELINE,
-    MAX_EXAMPLES_PER_REQUEST,
-    REPORT,
-    RESULTS,
-    SCORERS,
-    SUMMARY,
-    Analysis,
-    AnalysisSettings,
-    Dataset,
-    DatasetError,
-    Thumb,
-    decode_mask,
-    flips,
-    load_dataset,
-    load_thumb,
-    run_analysis,
-    run_settings_for,
-)
+from stts_core.analysis.runner import run_analysis, run_settings_for
+from stts_core.analysis.store import REPORT, RESULTS, SUMMARY, load_thumb
+from stts_core.data.tables import Dataset, DatasetError, load_dataset
+from stts_core.methods.frames import frame_count
+from stts_core.methods.registry import get_method
 from stts_core.models.base import VideoBackend
 from stts_core.models.loading import ModelLoadError
 
+SCORERS = default_methods()  # every registered method a batch can run on any model
+MAX_EXAMPLES_PER_REQUEST = 200  # the bound a shared server puts on one batch request
 BATCH_CONCURRENCY = "batch"  # the queue slot of batch runs; the single-video view uses "model"
 SYNTHETIC, UPLOAD = "Synthetic test set", "Upload questions + videos"
 KEEP_CHOICES = (0.7, 0.5, 0.3, 0.2, 0.1)
@@ -315,7 +306,7 @@ def status_markdown(analysis: Analysis, model: str, items: Sequence[dict[str, An
     failed = len({r["id"] for r in analysis.failed})
     used = {r["scorer"]: r.get("scorer_used") for r in analysis.rows if r.get("scorer_used")}
     fallback = [f"**{s}** ran as **{u}** (this model has no trained scorer weights)"
-                for s, u in used.items() if u not in (s, "none")]
+                for s, u in used.items() if u not in (s, BASELINE)]
     kinds = {k: sum(f["kind"] == k for f in items) for k in KIND_ORDER}
     lines = [
         f"**{analysis.examples} example{'' if analysis.examples == 1 else 's'}** x {len(cfg.settings())} settings (the unpruned baseline, then "
@@ -385,10 +376,11 @@ def show_flip(result: BatchResult | None, evt: gr.SelectData) -> tuple[np.ndarra
 
 
 def flip_target(result: BatchResult, index: int, model: Any = None) -> FlipTarget:
-    """The single-video view's inputs that rerun flip `index`: its video (the kept copy), question, scorer,
-    frames and keep ratio; frames-scorer rows become their round(keep x T) frames with nothing pruned
-    (keep 1), which the view can only show from its smallest frame count up. `model` (the Model box now)
-    must be the batch's model: the page's model change resets the keep ratio, so it is not set from here."""
+    """The single-video view's inputs that rerun flip `index`: its video (the kept copy), question, method,
+    frames and keep ratio. The view runs the methods that score at ViT block k; a frames-method row becomes
+    its round(keep x T) frames with nothing pruned (keep 1), which the view can only show from its smallest
+    frame count up. `model` (the Model box now) must be the batch's model: the page's model change resets
+    the keep ratio, so it is not set from here."""
     if model is not None and model != result.model:
         raise _fail(f"This batch ran on {result.model}; choose it in the Model box to open its flips.")
     row = result.flips[index]["row"]
@@ -396,12 +388,17 @@ def flip_target(result: BatchResult, index: int, model: Any = None) -> FlipTarge
     video = result.videos.get(str(row["id"]))
     if video is None or not Path(video).is_file():
         raise _fail("This flip's video is no longer kept on the server; run the batch again.")
-    if not FRAMES_RANGE[0] <= run.num_frames <= FRAMES_RANGE[1]:
-        raise _fail(f"This flip used {run.num_frames} frame(s) ({row['setting']}) and the single-video view takes "
+    scorer, frames, keep = run.scorer, run.num_frames, float(run.keep_ratio)
+    if get_method(scorer).stage == "frames":
+        scorer, frames, keep = "random", frame_count(run.num_frames, keep), 1.0
+    elif scorer not in SINGLE_VIEW_METHODS:
+        raise _fail(f"This flip's method ({scorer}) does not run in the single-video view; its keep mask is "
+                    "shown here.")
+    if not FRAMES_RANGE[0] <= frames <= FRAMES_RANGE[1]:
+        raise _fail(f"This flip used {frames} frame(s) ({row['setting']}) and the single-video view takes "
                     f"{FRAMES_RANGE[0]} to {FRAMES_RANGE[1]}; its keep mask is shown here instead.")
-    scorer = row["scorer"] if row["scorer"] not in (BASELINE, "frames") else "random"
-    return FlipTarget(video=video, question=row["question"], scorer=scorer,
-                      frames=run.num_frames, keep=float(run.keep_ratio), match_budget=False)
+    return FlipTarget(video=video, question=row["question"], scorer=scorer, frames=frames, keep=keep,
+                      match_budget=False)
 
 
 def open_flip(result: BatchResult | None, model: Any, evt: gr.SelectData) -> FlipTarget:
@@ -511,104 +508,3 @@ def run_batch(get_backend: GetBackend, model: Any, source: str, count: Any, file
     if previous is not None and previous.folder != keep_dir:
         forget(previous)
     return outputs
-
-
-# ------------------------------------------------------------------------------------------- layout
-
-
-class BatchTab(NamedTuple):
-    """The tab's components the page may wire further (`flip_table` and `state` for `open_flip`)."""
-
-    tab: gr.Tab
-    source: gr.Radio
-    count: gr.Slider
-    files: gr.File
-    scorers: gr.CheckboxGroup
-    keeps: gr.CheckboxGroup
-    frames: gr.Slider
-    run_button: gr.Button
-    status: gr.Markdown
-    accuracy_plot: gr.Plot
-    agreement_plot: gr.Plot
-    type_plot: gr.Plot
-    flip_table: gr.Dataframe
-    preview: gr.Image
-    preview_info: gr.Markdown
-    failed_table: gr.Dataframe
-    bundle: gr.File
-    state: gr.State
-    run_event: Any  # the queued batch step (gradio Dependency); chain `.then(...)` on it
-
-
-def source_visibility(source: str) -> tuple[Any, Any]:
-    """Show the synthetic count or the uploader, whichever the data choice needs."""
-    return gr.update(visible=source == SYNTHETIC), gr.update(visible=source == UPLOAD)
-
-
-def _data_inputs(public: bool) -> tuple[gr.Radio, gr.Slider, gr.File, gr.CheckboxGroup, gr.CheckboxGroup, gr.Slider]:
-    source = gr.Radio([SYNTHETIC, UPLOAD], value=SYNTHETIC, label="Data", elem_id="batch-source")
-    count = gr.Slider(1, MAX_EXAMPLES_PER_REQUEST, value=DEFAULT_COUNT, step=1, elem_id="batch-count",
-                      label=f"Synthetic questions (at most {MAX_EXAMPLES_PER_REQUEST} per batch)")
-    files = gr.File(file_count="multiple", file_types=[*TABLE_TYPES, ".zip", *VIDEO_TYPES], visible=False,
-                    label="questions.csv or .jsonl (columns video, question, optional answer, type) plus the "
-                          f"videos it names, or one .zip of them; at most {MAX_EXAMPLES_PER_REQUEST} questions",
-                    elem_id="batch-files")
-    with gr.Row():
-        scorers = gr.CheckboxGroup(list(SCORERS), value=list(SCORERS), label="Scorers", elem_id="batch-scorers",
-                                   info="frames = keep x T frames sampled uniformly, nothing pruned (same budget).")
-        keeps = gr.CheckboxGroup([(f"{k:g}", k) for k in KEEP_CHOICES], value=list(DEFAULT_KEEPS),
-                                 label="Keep ratios", elem_id="batch-keeps")
-    hi = PUBLIC_MAX_FRAMES if public else BATCH_FRAMES[1]
-    frames = gr.Slider(BATCH_FRAMES[0], hi, value=min(16, hi), step=1, label="Frames per video",
-                       elem_id="batch-frames")
-    return source, count, files, scorers, keeps, frames
-
-
-def _result_outputs() -> tuple[gr.Markdown, gr.Plot, gr.Plot, gr.Plot, gr.Dataframe, gr.Image, gr.Markdown,
-                               gr.Dataframe, gr.File]:
-    status = gr.Markdown(NOTHING, elem_id="batch-status")
-    with gr.Row():
-        accuracy_plot = gr.Plot(label="Accuracy vs keep ratio", elem_id="batch-accuracy")
-        agreement_plot = gr.Plot(label="Agreement with the unpruned answer", elem_id="batch-agreement")
-    type_plot = gr.Plot(label="Accuracy by question type", elem_id="batch-types")
-    flips_df = gr.Dataframe(headers=list(FLIP_COLUMNS), interactive=False, elem_id="batch-flips", max_height=360,
-                            label="Flips (click one to preview it; the page can open it in the single-video view)")
-    with gr.Row():
-        preview_image = gr.Image(label="Keep mask of the flip (dimmed = pruned)", interactive=False,
-                                 elem_id="batch-preview", format="png", scale=3)
-        preview_info = gr.Markdown(elem_id="batch-preview-info")
-    failed_df = gr.Dataframe(headers=list(FAILED_COLUMNS), interactive=False, label="Failed rows",
-                             elem_id="batch-failed", max_height=240)
-    bundle = gr.File(label="results.jsonl, summary.csv and report.html (zip)", interactive=False,
-                     elem_id="batch-bundle")
-    return status, accuracy_plot, agreement_plot, type_plot, flips_df, preview_image, preview_info, failed_df, bundle
-
-
-def build_batch_tab(model_box: gr.components.Component, get_backend: GetBackend, public: bool = False,
-                    max_new_tokens: int = MAX_NEW_TOKENS) -> BatchTab:
-    """The "Batch analysis" tab, created inside the caller's gr.Tabs (or Blocks). `model_box` is the page's
-    Model dropdown (the batch runs the chosen model) and `get_backend(label)` loads it, raising gr.Error,
-    ValueError or ModelLoadError with a sentence. `public` caps frames at PUBLIC_MAX_FRAMES."""
-    with gr.Tab("Batch analysis", id="batch", elem_id="batch-tab") as tab:
-        gr.Markdown("Run the unpruned model and every scorer x keep ratio over many questions, then see where "
-                    "pruning changes the answer. The Model box on the left chooses the model.")
-        source, count, files, scorers, keeps, frames = _data_inputs(public)
-        run_button = gr.Button("Run batch", variant="primary", elem_id="batch-run")
-        outs = _result_outputs()
-        state = gr.State(None, time_to_live=STATE_TTL_S, delete_callback=forget)
-
-    def run_event(model: Any, source_value: str, count_value: Any, files_value: Any, scorer_values: Any,
-                  keep_values: Any, frames_value: Any, previous: BatchResult | None,
-                  progress: gr.Progress = NO_PROGRESS) -> BatchOutputs:
-        return run_batch(get_backend, model, source_value, count_value, files_value, scorer_values, keep_values,
-                         frames_value, previous, public=public, max_new_tokens=max_new_tokens, progress=progress)
-
-    private = {"api_visibility": "private"}
-    source.change(source_visibility, source, [count, files], queue=False, **private)
-    locked = run_button.click(lambda: gr.update(interactive=False), None, run_button, queue=False, **private)
-    ran = locked.then(run_event, [model_box, source, count, files, scorers, keeps, frames, state], [*outs, state],
-                      concurrency_id=BATCH_CONCURRENCY, concurrency_limit=1, api_name="batch",
-                      show_progress_on=[outs[0]])
-    ran.then(lambda: gr.update(interactive=True), None, run_button, queue=False, **private)
-    outs[4].select(show_flip, state, [outs[5], outs[6]], queue=False, **private)
-    return BatchTab(tab, source, count, files, scorers, keeps, frames, run_button, *outs, state, ran)

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
         from app.handlers import Handlers, warm_up_rendering
         from app.models import CACHE
         from stts_core.data.synthetic import VOCABULARY, make_clip
-        from stts_core.data.video import write_video
+        from stts_core.data.video_encode import write_video
         from stts_core.models.molmo2.build import build_random_checkpoint
 
         model = args.model or str(build_random_checkpoint(work / "tiny", "tiny", words=VOCABULARY))

@@ -7,21 +7,13 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from app import batch
+from app import batch, batch_tab
 from app.examples import REAL_CREDIT, ensure_examples, real_examples
-from app.handlers import (
-    FRAMES_RANGE,
-    KEEP_RANGE,
-    LIMITS,
-    PRECISE_PAIRS,
-    SCORER_INFO,
-    SCORERS,
-    VIDEO_TYPES,
-    Handlers,
-    limits_text,
-    warm_up_rendering,
-)
+from app.forms import FRAMES_RANGE, KEEP_RANGE, LIMITS, VIDEO_TYPES, limits_text
+from app.handlers import PRECISE_PAIRS, Handlers
 from app.models import CACHE, ModelChoices
+from app.text import SCORER_INFO, SCORERS
+from app.views import warm_up_rendering
 
 INTRO = """\
 # STTS Studio
@@ -142,7 +134,7 @@ def result_tabs(model_box: gr.Dropdown, handlers: Handlers, public: bool = False
             bundle = gr.File(label="Run bundle (zip)", elem_id="bundle", interactive=False)
             with gr.Accordion("Full result (JSON)", open=False):
                 details = gr.JSON(elem_id="details")
-        batch_view = batch.build_batch_tab(model_box, handlers.backend_for, public=public)
+        batch_view = batch_tab.build_batch_tab(model_box, handlers.backend_for, public=public)
 
     return SimpleNamespace(masks_info=masks_info, masks_video=masks_video, frame=frame, frame_plot=frame_plot,
                            page=page, masks=masks, scores_image=scores_image, heatmap=heatmap, kept_bars=kept_bars,

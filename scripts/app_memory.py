@@ -46,7 +46,7 @@ def rss_mb(pid: int) -> float:
 
 def make_clip(path: Path, frames: int, width: int = 640, height: int = 480, fps: float = 24.0) -> Path:
     """A textured clip with a moving square: real-looking enough that JPEG and H.264 sizes are typical."""
-    from stts_core.data.video import write_video
+    from stts_core.data.video_encode import write_video
 
     rng = np.random.default_rng(0)
     base = cv_blur(rng.integers(0, 255, (height, width, 3), dtype=np.uint8))

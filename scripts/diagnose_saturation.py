@@ -66,12 +66,7 @@ VARIANTS = {
 
 
 def answer_fn(backend) -> Callable:
-    if hasattr(backend, "answer_pass"):
-        return backend.answer_pass
-    from stts_core.train.loop import answer_pass
-
-    return lambda prompts, answers, visual, hidden_layer=None: answer_pass(backend, prompts, answers, visual,
-                                                                            hidden_layer)
+    return backend.answer_pass
 
 
 def clips(start: int, count: int, frames: int) -> list:

@@ -61,7 +61,7 @@ fi
 
 if part probe; then
     start=$SECONDS
-    "$PY" -c "import json, sys; from stts_core.backends.molmo2_serving import suffix_probe
+    "$PY" -c "import json, sys; from stts_core.models.molmo2.serving import suffix_probe
 out = [suffix_probe('${PRESET:-molmo2-4b}', frames=f, keep=k, device='${DEVICE:-cuda}') for f, k in ((128, 0.5), (128, 0.3))]
 json.dump(out, open('$OUT/suffix_probe.json', 'w'), indent=2); print(json.dumps(out, indent=2))" 2>&1 \
         | tee "$OUT/suffix_probe.txt"

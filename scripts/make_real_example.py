@@ -18,7 +18,7 @@ import av
 import cv2
 import numpy as np
 
-from stts_core.data.video import write_video
+from stts_core.data.video_encode import write_video
 
 OUT = Path(__file__).resolve().parent.parent / "assets" / "examples" / "bigbuckbunny_360p.mp4"
 

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from stts_core.data.synthetic import SPLIT_SEEDS, make_clip
-from stts_core.data.video import write_video
+from stts_core.data.video_encode import write_video
 
 REPO = Path(__file__).resolve().parent.parent
 

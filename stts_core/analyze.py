@@ -1,6 +1,6 @@
-"""`python -m stts_core.analyze`: kept so the documented commands still run; the CLI lives in `stts_core.analysis.runner`."""
+"""`python -m stts_core.analyze` = `stts analyze` (`stts_core.cli.analyze`)."""
 
-from stts_core.analysis.runner import main
+from stts_core.cli.analyze import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

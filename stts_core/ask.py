@@ -1,4 +1,4 @@
-"""`python -m stts_core.ask`: kept so the documented commands still run; the CLI lives in `stts_core.cli.ask`."""
+"""`python -m stts_core.ask` = `stts ask` (`stts_core.cli.ask`)."""
 
 from stts_core.cli.ask import main
 

@@ -1,6 +1,6 @@
-"""`python -m stts_core.bench`: kept so the documented commands still run; the CLI lives in `stts_core.analysis.bench`."""
+"""`python -m stts_core.bench` = `stts bench` (`stts_core.cli.bench`)."""
 
-from stts_core.analysis.bench import main
+from stts_core.cli.bench import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""`python -m stts_core.evaluate`: kept so the documented commands still run; the CLI lives in `stts_core.analysis.evaluate`."""
+"""`python -m stts_core.evaluate` = `stts evaluate` (`stts_core.cli.evaluate`)."""
 
-from stts_core.analysis.evaluate import main
+from stts_core.cli.evaluate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

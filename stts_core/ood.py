@@ -1,6 +1,6 @@
-"""`python -m stts_core.ood`: kept so the documented commands still run; the CLI lives in `stts_core.analysis.ood`."""
+"""`python -m stts_core.ood` = `stts ood` (`stts_core.cli.ood`)."""
 
-from stts_core.analysis.ood import main
+from stts_core.cli.ood import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

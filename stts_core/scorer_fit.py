@@ -1,6 +1,6 @@
-"""`python -m stts_core.scorer_fit`: kept so the documented commands still run; the CLI lives in `stts_core.train.scorer_fit`."""
+"""`python -m stts_core.scorer_fit` = `stts fit-scorer` (`stts_core.cli.fit_scorer`)."""
 
-from stts_core.train.scorer_fit import main
+from stts_core.cli.fit_scorer import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

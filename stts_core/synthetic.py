@@ -1,6 +1,6 @@
-"""`python -m stts_core.synthetic`: kept so the documented commands still run; the CLI lives in `stts_core.data.synthetic`."""
+"""`python -m stts_core.synthetic` = `stts synthetic` (`stts_core.cli.synthetic`)."""
 
-from stts_core.data.synthetic import main
+from stts_core.cli.synthetic import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from stts_core.data.synthetic import VOCABULARY
-from stts_core.models.molmo2.backend import Molmo2Backend, load_molmo2
+from stts_core.models.molmo2.backend import Molmo2Backend
 from stts_core.models.molmo2.build import build_random_checkpoint
+from stts_core.models.molmo2.checkpoint import load_molmo2
 
 
 @pytest.fixture(scope="session")

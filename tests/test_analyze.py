@@ -17,11 +17,16 @@ import numpy as np
 import pytest
 
 from stts_core.analysis import runner as analyze
+from stts_core.analysis.records import BASELINE, AnalysisSettings, Thumb, decode_mask
 from stts_core.analysis.report import mask_tiles
-from stts_core.analysis.runner import BASELINE, AnalysisSettings, DatasetError, Thumb, decode_mask, load_dataset
+from stts_core.cli import analyze as analyze_cli
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import load_video, write_video
-from stts_core.pipeline.request import RunSettings, normalize_answer, run
+from stts_core.data.tables import DatasetError, load_dataset
+from stts_core.data.video import load_video
+from stts_core.data.video_encode import write_video
+from stts_core.methods.frames import frame_positions
+from stts_core.pipeline import RunSettings, normalize_answer, run
+from stts_core.pipeline.agreement import matches
 
 FRAMES = 4
 KEEPS = ("0.5", "0.25")
@@ -62,7 +67,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory, micro_checkpoint: Path) -
     root = tmp_path_factory.mktemp("analyze")
     data = _write_dataset(root / "videos")
     out = root / "out"
-    code = analyze.main(_argv(micro_checkpoint, data, out))
+    code = analyze_cli.main(_argv(micro_checkpoint, data, out))
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     return {"code": code, "out": out, "data": data, "rows": rows}
 
@@ -93,9 +98,9 @@ def test_every_example_and_setting_has_a_row_and_bad_rows_say_why(analysed: dict
 
 
 def test_empty_answer_never_agrees() -> None:
-    assert analyze.agrees("", "") is False
-    assert analyze.agrees(" Red. ", "red") is True
-    assert analyze.is_correct("", None) is None and analyze.is_correct("", "") is False
+    assert matches("", "") is False
+    assert matches(" Red. ", "red") is True
+    assert matches("", None) is None and matches("", "") is False
 
 
 def test_frames_scorer_uses_round_keep_times_t_frames_and_prunes_nothing(analysed: dict) -> None:
@@ -114,7 +119,7 @@ def test_frame_subset_is_the_decoders_uniform_sampling(tmp_path: Path) -> None:
     path = write_video(tmp_path / "c.mp4", np.random.default_rng(0).integers(0, 255, (16, 32, 32, 3), np.uint8))
     for keep in (0.5, 0.3, 0.2, 0.05, 1.0):
         n = max(1, round(keep * 16))
-        assert analyze.frame_subset(16, keep).tolist() == load_video(path, n).indices.tolist()
+        assert frame_positions(16, keep).tolist() == load_video(path, n).indices.tolist()
 
 
 @pytest.mark.slow
@@ -271,7 +276,7 @@ def test_zip_is_extracted_safely(tmp_path: Path) -> None:
 @pytest.mark.parametrize("bad", [["--keep", "0"], ["--scorer", "oracle"], ["--frames", "0"], ["--limit", "-1"]])
 def test_cli_refuses_bad_values_with_exit_2(bad: list[str], tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as info:
-        analyze.main(["--out", str(tmp_path), *bad])
+        analyze_cli.main(["--out", str(tmp_path), *bad])
     assert info.value.code == 2
     assert "error:" in capsys.readouterr().err
 

@@ -15,13 +15,16 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from app import batch
+from app import batch, batch_tab
+from app.batch import MAX_EXAMPLES_PER_REQUEST
+from stts_core.analysis.metrics import flips
+from stts_core.analysis.records import BASELINE, decode_mask
 from stts_core.analysis.report import mask_tiles
-from stts_core.analysis.runner import BASELINE, MAX_EXAMPLES_PER_REQUEST, decode_mask, flips
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import load_video, write_video
+from stts_core.data.video import load_video
+from stts_core.data.video_encode import write_video
 from stts_core.models.loading import ModelLoadError
-from stts_core.pipeline.request import RunSettings, run
+from stts_core.pipeline import RunSettings, run
 
 FRAMES = 4
 KEEPS = [0.5, 0.2]
@@ -364,7 +367,7 @@ def test_tab_builds_and_batch_work_has_its_own_queue_slot() -> None:
         single = gr.Button("Run")
         single.click(lambda *a: None, [view.video, view.question], None, concurrency_id="model")
         with gr.Tabs():
-            tab = batch.build_batch_tab(view.model_box, _never)
+            tab = batch_tab.build_batch_tab(view.model_box, _never)
         tab.flip_table.select(batch.open_flip, [tab.state, view.model_box], batch.flip_outputs(view))
     components = {k: v for k, v in tab._asdict().items() if k != "run_event"}
     assert all(c._id in demo.blocks for c in components.values())
@@ -386,9 +389,9 @@ def test_tab_builds_and_batch_work_has_its_own_queue_slot() -> None:
 
 
 def test_source_choice_shows_the_matching_input() -> None:
-    count, files = batch.source_visibility(batch.UPLOAD)
+    count, files = batch_tab.source_visibility(batch.UPLOAD)
     assert (count["visible"], files["visible"]) == (False, True)
-    count, files = batch.source_visibility(batch.SYNTHETIC)
+    count, files = batch_tab.source_visibility(batch.SYNTHETIC)
     assert (count["visible"], files["visible"]) == (True, False)
 
 

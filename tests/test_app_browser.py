@@ -17,7 +17,7 @@ import pytest
 from app_server import serve
 
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import write_video
+from stts_core.data.video_encode import write_video
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

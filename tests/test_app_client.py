@@ -12,8 +12,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import write_video
-from stts_core.pipeline.request import STAGES
+from stts_core.data.video_encode import write_video
+from stts_core.pipeline import STAGES
 
 
 @pytest.fixture(scope="module")

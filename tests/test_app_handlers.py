@@ -14,11 +14,15 @@ from safetensors.torch import load_file, save_file
 
 from app import render
 from app.examples import MANIFEST, ensure_examples
-from app.handlers import LIMITS, STAGE_NAMES, STALE, Handlers, PreviewOutputs, RunOutputs
+from app.forms import LIMITS
+from app.handlers import Handlers
 from app.models import BUILTIN_LABEL, CACHE, HUB_MODELS, ModelCache, ModelChoices
+from app.text import STAGE_NAMES, STALE
+from app.views import PreviewOutputs, RunOutputs
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import VideoLimits, load_video, write_video
-from stts_core.pipeline.request import STAGES
+from stts_core.data.video import VideoLimits, load_video
+from stts_core.data.video_encode import write_video
+from stts_core.pipeline import STAGES
 
 QUESTION = "what colour is the square ?"
 

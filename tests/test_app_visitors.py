@@ -19,20 +19,15 @@ import pytest
 import torch
 
 from app import render
-from app.handlers import (
-    FLAT_SPREAD,
-    LIMITS,
-    Handlers,
-    RunOutputs,
-    answer_markdown,
-    make_view,
-    run_on_device,
-    selection_markdown,
-)
+from app.forms import LIMITS
+from app.handlers import Handlers, run_on_device
 from app.models import BUILTIN_LABEL, HUB_MODELS, NOT_OFFERED, ModelCache, ModelChoices
+from app.text import answer_markdown, selection_markdown
+from app.views import RunOutputs, make_view
+from stts_core.analysis.metrics import NO_SPREAD_STD
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import write_video
-from stts_core.pipeline.request import RunSettings
+from stts_core.data.video_encode import write_video
+from stts_core.pipeline import RunSettings
 
 QUESTION = "what colour is the square ?"
 
@@ -121,7 +116,7 @@ def test_empty_answers_are_no_answer_never_agreement(first: RunOutputs) -> None:
 
 def test_flat_scores_are_said_plainly(first: RunOutputs) -> None:
     r = first.view.result
-    flat = dataclasses.replace(r, scores=np.full_like(r.scores, 0.5) + np.float32(FLAT_SPREAD / 10))
+    flat = dataclasses.replace(r, scores=np.full_like(r.scores, 0.5) + np.float32(NO_SPREAD_STD / 10))
     assert "gave (almost) the same score to every group" in selection_markdown(flat, r.keep_mask, 0.4, False)
     assert "same score" not in selection_markdown(r, r.keep_mask, 0.4, False)
 

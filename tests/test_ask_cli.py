@@ -12,8 +12,8 @@ import pytest
 
 from stts_core.cli.ask import main
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import write_video
-from stts_core.pipeline.request import STAGES, TTFT_STAGES
+from stts_core.data.video_encode import write_video
+from stts_core.pipeline import STAGES, TTFT_STAGES
 
 QUESTION = "how many objects are there ?"
 

@@ -22,9 +22,9 @@ from stts_core.analysis.bench import (
     TRAIN_STAGES,
     _error_cell,
     format_table,
-    main,
     write_html,
 )
+from stts_core.cli.bench import main
 from stts_core.timing import StageTimer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ def _check_header(report: dict, preset: str, mode: str) -> None:
     assert report["preset"] == preset and report["model"] is None
     assert report["mode"] == mode
     assert dt.datetime.fromisoformat(report["date"]).tzinfo is not None
-    assert report["command"].startswith("python -m stts_core.bench") and f"--preset {preset}" in report["command"]
+    assert report["command"].startswith("stts bench") and f"--preset {preset}" in report["command"]
     assert isinstance(report["cells"], list) and report["cells"]
 
 

@@ -19,7 +19,7 @@ import pytest
 from stts_core.analysis.evaluate import load_questions, synthetic_test_split
 from stts_core.data.synthetic import ANSWERS
 from stts_core.models.loading import DEFAULT_MODEL, load_backend
-from stts_core.pipeline.request import RunSettings, run
+from stts_core.pipeline import RunSettings, run
 
 QUESTIONS = 32
 ACCURACY_QUESTIONS = 64

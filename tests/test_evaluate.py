@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from stts_core.analysis.evaluate import evaluate, load_questions, main, synthetic_test_split
-from stts_core.analysis.runner import load_dataset
+from stts_core.analysis.evaluate import evaluate, load_questions, synthetic_test_split
+from stts_core.cli.evaluate import main
 from stts_core.data.synthetic import SPLIT_SEEDS
-from stts_core.pipeline.request import RunSettings, run
+from stts_core.data.tables import load_dataset
+from stts_core.pipeline import RunSettings, run
 
 
 def test_synthetic_split_is_the_held_out_test_seeds(tmp_path: Path) -> None:

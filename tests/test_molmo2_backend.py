@@ -17,15 +17,8 @@ from transformers import Molmo2ForConditionalGeneration
 from stts_core.data.synthetic import VOCABULARY, make_clip
 from stts_core.data.video import frames_from_array
 from stts_core.methods.budget import attention_bias, groups_to_patch_mask, kept_group_count, select_groups
-from stts_core.models.molmo2.backend import (
-    ModelLoadError,
-    Molmo2Backend,
-    Molmo2ForSTTS,
-    STTSSettings,
-    convert_reference_scorer,
-    default_scoring_layer,
-    load_molmo2,
-)
+from stts_core.models.base import ModelLoadError
+from stts_core.models.molmo2.backend import Molmo2Backend
 from stts_core.models.molmo2.build import (
     PRESETS,
     build_config,
@@ -35,6 +28,8 @@ from stts_core.models.molmo2.build import (
     save_checkpoint,
     sincos_positions,
 )
+from stts_core.models.molmo2.checkpoint import convert_reference_scorer, load_molmo2
+from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings, default_scoring_layer
 from stts_core.pipeline import request as pipeline
 
 NUM_FRAMES = 4

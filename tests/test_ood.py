@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from stts_core.analysis import ood
+from stts_core.cli import ood as ood_cli
 from stts_core.methods.budget import select_groups
 
 
@@ -72,7 +73,7 @@ def test_tally_of_an_oracle_and_of_its_reverse() -> None:
 @pytest.mark.slow
 def test_cli_on_a_micro_checkpoint(micro_checkpoint: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "ood.json"
-    assert ood.main(["--model", str(micro_checkpoint), "--clips", "5", "--frames", "4", "--json", str(out)]) == 0
+    assert ood_cli.main(["--model", str(micro_checkpoint), "--clips", "5", "--frames", "4", "--json", str(out)]) == 0
     result = json.loads(out.read_text())["result"]
     assert set(result) == {"learned", "heuristic", "random", "by_kind"}
     assert set(result["by_kind"]) == set(ood.KINDS)

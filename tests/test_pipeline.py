@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from stts_core.data.synthetic import make_clip
-from stts_core.data.video import VideoError, frames_from_array, write_video
+from stts_core.data.video import VideoError, frames_from_array
+from stts_core.data.video_encode import write_video
 from stts_core.methods.budget import kept_group_count
+from stts_core.pipeline import STAGES, TTFT_STAGES, RunSettings, agreement, run, visual_pass
 from stts_core.pipeline import request as pipeline
-from stts_core.pipeline.request import STAGES, RunSettings, run, visual_pass
 
 GROUPS = 4  # groups per frame in the micro preset (6x6 patches, 3x3 pooling)
 PATCHES = 36
@@ -172,7 +173,7 @@ def test_decoded_frames_follow_the_clip(micro_backend, mp4, clip):
 
 
 def test_first_run_reports_warmup(micro_checkpoint, video):
-    from stts_core.models.molmo2.backend import load_molmo2
+    from stts_core.models.molmo2.checkpoint import load_molmo2
 
     backend = load_molmo2(str(micro_checkpoint), device="cpu")
     first = run(backend, video, QUESTION, _settings(run_baseline=False, max_new_tokens=1))
@@ -193,7 +194,7 @@ def test_first_run_reports_warmup(micro_checkpoint, video):
         ({"keep_ratio": 1.5}, QUESTION, "keep ratio"),
         ({"keep_ratio": float("nan")}, QUESTION, "keep ratio"),
         ({"keep_ratio": -0.2}, QUESTION, "keep ratio"),
-        ({"scorer": "oracle"}, QUESTION, "Unknown scorer"),
+        ({"scorer": "oracle"}, QUESTION, "Unknown method"),
         ({"num_frames": 0}, QUESTION, "number of frames"),
         ({"num_frames": 2.5}, QUESTION, "number of frames"),
         ({"max_new_tokens": 0}, QUESTION, "max_new_tokens"),
@@ -222,7 +223,7 @@ def test_text_file_is_not_a_video(micro_backend, tmp_path):
 def test_visual_pass_none_is_unmodified(micro_backend, video):
     inputs = micro_backend.prepare(video.frames[:4], QUESTION)
     with torch.no_grad():
-        plain = visual_pass(micro_backend, inputs, 1.0, "none")
+        plain = visual_pass(micro_backend, inputs, 1.0, None)
         kept_all = visual_pass(micro_backend, inputs, 1.0, "learned")
         pruned = visual_pass(micro_backend, inputs, 0.5, "learned")
     assert plain.scores is None and plain.keep_mask is None and plain.prune is None
@@ -234,15 +235,15 @@ def test_visual_pass_none_is_unmodified(micro_backend, video):
 
 
 def test_normalize_answer():
-    assert pipeline.normalize_answer("  Two  Red. ") == "two red"
-    assert pipeline.normalize_answer("") == ""
+    assert agreement.normalize_answer("  Two  Red. ") == "two red"
+    assert agreement.normalize_answer("") == ""
 
 
 def test_no_answer_is_never_agreement():
-    assert pipeline.answers_agree("Red.", " red ")
-    assert not pipeline.answers_agree("", "")
-    assert not pipeline.answers_agree("  ", "red")
-    assert not pipeline.answers_agree("red", "blue")
+    assert agreement.answers_agree("Red.", " red ")
+    assert not agreement.answers_agree("", "")
+    assert not agreement.answers_agree("  ", "red")
+    assert not agreement.answers_agree("red", "blue")
 
 
 def test_baseline_and_stts_share_one_open_and_one_decode(micro_backend, mp4, monkeypatch):
@@ -272,7 +273,7 @@ def test_baseline_and_stts_share_one_open_and_one_decode(micro_backend, mp4, mon
 def test_speedups_use_the_pipeline_definitions(micro_backend, video):
     result = run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
     base, stts = result.baseline, result.stts
-    assert base.ttft_s == pytest.approx(sum(base.timings[s] for s in pipeline.TTFT_STAGES))
+    assert base.ttft_s == pytest.approx(sum(base.timings[s] for s in TTFT_STAGES))
     assert base.model_s == pytest.approx(base.ttft_s + base.timings["decoding"])
     assert base.e2e_s == pytest.approx(sum(base.timings.values()))
     assert result.model_speedup == pytest.approx(base.model_s / stts.model_s)

@@ -7,8 +7,8 @@ import torch
 from transformers.models.molmo2.configuration_molmo2 import Molmo2TextConfig
 
 from stts_core.analysis import roofline
-from stts_core.models.molmo2.backend import Molmo2ForSTTS
 from stts_core.models.molmo2.build import build_config
+from stts_core.models.molmo2.modeling import Molmo2ForSTTS
 
 
 @pytest.fixture(scope="module")

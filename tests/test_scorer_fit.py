@@ -11,9 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from stts_core.cli.fit_scorer import main
 from stts_core.data.synthetic import make_clip
-from stts_core.models.molmo2.backend import load_molmo2
-from stts_core.train.scorer_fit import SCORER_PREFIX, clip_loss, freeze_all_but_scorer, main, rank_correlation
+from stts_core.models.molmo2 import SCORER_PREFIX
+from stts_core.models.molmo2.checkpoint import load_molmo2
+from stts_core.train.scorer_fit import clip_loss, freeze_all_but_scorer, rank_correlation
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -42,7 +44,7 @@ def test_fit_changes_the_scorer_only_and_records_the_loss_form(micro_checkpoint,
 
 def test_fit_lowers_the_auxiliary_loss_on_a_clip(micro_checkpoint):
     backend = load_molmo2(str(micro_checkpoint), device="cpu")
-    params = freeze_all_but_scorer(backend.model)
+    params = freeze_all_but_scorer(backend)
     assert all(n.startswith(SCORER_PREFIX) for n, p in backend.model.named_parameters() if p.requires_grad)
     frames = make_clip(5, num_frames=6, world="rich").frames
     optimizer = torch.optim.Adam(params, lr=1e-2)

@@ -15,10 +15,11 @@ import torch
 from transformers import DynamicCache, StaticCache
 from transformers.masking_utils import blockwise_overlay, causal_mask_function, or_masks, sdpa_mask
 
+from stts_core.analysis.roofline import roofline_table
 from stts_core.data.synthetic import make_clip
 from stts_core.models.loading import backend_from_preset
 from stts_core.models.molmo2 import serving as ms
-from stts_core.pipeline.request import visual_pass
+from stts_core.pipeline import visual_pass
 
 QUESTIONS = ("what moves ?", "what colour is the square that moves left in the video ?")
 
@@ -60,7 +61,7 @@ def _visual(backend, frames: int, question: str, pruned: bool):
     """Prepared inputs, visual features and keep mask (keep 0.5 by the learned scorer, or None)."""
     clip = make_clip(7, num_frames=max(frames, 4), size=126)
     inputs = backend.prepare(clip.frames[:frames], question)
-    vp = visual_pass(backend, inputs, 0.5 if pruned else 1.0, "learned" if pruned else "none")
+    vp = visual_pass(backend, inputs, 0.5 if pruned else 1.0, "learned" if pruned else None)
     assert (vp.prune is not None) == pruned
     return inputs, vp.visual, vp.prune
 
@@ -320,15 +321,16 @@ def test_roofline_table_reads_the_bench_records():
            "decode_per_token": 0.004, "decode_gb": 9.6, "decode_bw_util": 0.5}
     report = {"cells": [{"frames": 128, "keep": 0.5, "stages_s": {"baseline": row, "stts": row}},
                         {"frames": 256, "keep": 0.5, "stages_s": None, "error": "OutOfMemoryError"}]}
-    lines = ms.roofline_table(report).splitlines()
+    lines = roofline_table(report).splitlines()
     assert len(lines) == 3 and "47.0%" in lines[1] and "50.0%" in lines[2]
-    assert "no roofline" in ms.roofline_table({"cells": []})
+    assert "no roofline" in roofline_table({"cells": []})
 
 
 # ------------------------------------------------------------------------- bench runner and probe
 @pytest.mark.slow
 def test_bench_applies_serving_and_adds_roofline_inputs(tmp_path, micro):
-    from stts_core.analysis import bench, roofline
+    from stts_core.analysis import roofline
+    from stts_core.cli import bench
 
     out = tmp_path / "serving.json"
     status = bench.main(["--serving", "static", "--prefill", "flex", "--preset", "micro", "--device", "cpu",

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stts_core.cli import synthetic as synthetic_cli
 from stts_core.data import synthetic as syn
 
 MIN_AREA = 150  # px; a 33-px triangle covers about 540 px, anti-aliased edge blobs far less
@@ -263,7 +264,7 @@ def test_example_clips_and_cli(tmp_path: Path) -> None:
     examples = syn.example_clips(tmp_path / "ex", n=3)
     assert len(examples) == 3 and all(p.is_file() and p.suffix == ".mp4" for p, _ in examples)
     assert all(set(q.split()) <= set(syn.VOCABULARY) for _, q in examples)
-    syn.main(["--out", str(tmp_path / "cli"), "--split", "test", "--clips", "1"])
+    synthetic_cli.main(["--out", str(tmp_path / "cli"), "--split", "test", "--clips", "1"])
     assert (tmp_path / "cli" / "test" / "clip_00000.mp4").is_file()
     assert (tmp_path / "cli" / "test.jsonl").read_text().count("\n") == len(syn.make_clip(2_000_000).qas)
 

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from stts_core.cli.train import main
 from stts_core.data.synthetic import make_clip
 from stts_core.models.base import VideoBackend
-from stts_core.models.molmo2.backend import load_molmo2
-from stts_core.pipeline.request import visual_pass
-from stts_core.train.from_scratch import VISION_PREFIXES, DenseTargets, GroupProbe, clip_gradients, stage_at
-from stts_core.train.loop import lr_at, main, validation_keep, warn_if_saturated
+from stts_core.models.molmo2 import FAMILY as MOLMO2
+from stts_core.models.molmo2 import VISION_PREFIXES
+from stts_core.models.molmo2.checkpoint import load_molmo2
+from stts_core.pipeline import visual_pass
+from stts_core.train.from_scratch import DenseTargets, GroupProbe, clip_gradients, stage_at
+from stts_core.train.loop import lr_at, validation_keep, warn_if_saturated
 from stts_core.train.objective import score_logits, stts_loss
 from stts_core.train.samples import Sample
 
@@ -107,7 +110,7 @@ def test_batched_answer_loss_equals_one_question_at_a_time(trained: Path, keep: 
     prepared = [backend.prepare(clip.frames, q) for q, _ in qas]
     assert len({p.tensors["input_ids"].shape[1] for p in prepared}) > 1
     with torch.no_grad():
-        vp = visual_pass(backend, prepared[0], keep, "learned" if keep < 1 else "none")
+        vp = visual_pass(backend, prepared[0], keep, "learned" if keep < 1 else None)
         prompts = [backend.llm_inputs(p, vp.prune) for p in prepared]
         batched = backend.answer_pass(prompts, [a for _, a in qas], vp.visual)[0]
         singles = [_one_question_loss(backend, p, a, vp.visual) for p, (_, a) in zip(prompts, qas, strict=True)]
@@ -254,7 +257,7 @@ def test_neither_model_nor_preset_is_refused(tmp_path: Path, capsys: pytest.Capt
 
 def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: VideoBackend) -> None:
     """The objective against the same pieces put together by hand: the learned scorer's scores, the aux loss
-    on block k's features, the answer loss through the pruned path; "none" is the plain model, no aux."""
+    on block k's features, the answer loss through the pruned path; None is the plain model, no aux."""
     from stts_core.methods.losses import temporal_aux_loss
 
     clip = make_clip(4, num_frames=4)
@@ -269,8 +272,8 @@ def test_objective_is_task_plus_half_aux_assembled_independently(micro_backend: 
         vp = visual_pass(micro_backend, prepared[0], 0.5, "learned")
         task = micro_backend.answer_pass([micro_backend.llm_inputs(p, vp.prune) for p in prepared], answers,
                                          vp.visual)[0]
-        plain = stts_loss(micro_backend, prepared, answers, 0.5, scorer="none")
-        unpruned = visual_pass(micro_backend, prepared[0], 1.0, "none")
+        plain = stts_loss(micro_backend, prepared, answers, 0.5, scorer=None)
+        unpruned = visual_pass(micro_backend, prepared[0], 1.0, None)
         plain_task = micro_backend.answer_pass([micro_backend.llm_inputs(p, None) for p in prepared], answers,
                                                unpruned.visual)[0]
         no_aux = stts_loss(micro_backend, prepared, answers, 0.5, aux_weight=0.0)
@@ -371,7 +374,7 @@ def test_gradient_clipping_keeps_the_vision_side_from_shrinking_the_llm_step(tra
     named = dict(backend.model.named_parameters())
     for name, p in named.items():
         p.grad = torch.full_like(p, 100.0 if name.startswith(VISION_PREFIXES) else 1e-4)
-    clip_gradients(backend.model, 1.0)
+    clip_gradients(backend.model, MOLMO2, 1.0)
     vision = torch.stack([p.grad.norm() for n, p in named.items() if n.startswith(VISION_PREFIXES)]).norm()
     assert float(vision) == pytest.approx(1.0, rel=1e-4)
     assert float(named["lm_head.weight"].grad.max()) == pytest.approx(1e-4)

@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stts_core.data import video as V
+from stts_core.data.sampling import uniform_positions
+from stts_core.data.timeline import MAX_PLAUSIBLE_FPS
 from stts_core.data.video import (
     SampledVideo,
     VideoError,
@@ -23,8 +25,8 @@ from stts_core.data.video import (
     frames_from_array,
     load_video,
     probe_video,
-    write_video,
 )
+from stts_core.data.video_encode import write_video
 
 HAS_VP9 = "libvpx-vp9" in av.codecs_available
 
@@ -449,7 +451,7 @@ def test_write_video_unknown_extension(tmp_path: Path) -> None:
 def test_select_uniform_properties(gaps: list[int], n: int) -> None:
     times = np.cumsum([0, *gaps[:-1]]).astype(np.float64) / 1000
     end = times[-1] + gaps[-1] / 1000
-    chosen = V._select_uniform(times, 0.0, end, n)
+    chosen = uniform_positions(times, 0.0, end, n)
     assert len(chosen) == min(n, len(times))
     assert np.all(np.diff(chosen) > 0)
     assert chosen.min() >= 0 and chosen.max() < len(times)
@@ -548,7 +550,7 @@ def test_repeated_timestamps_fall_back_to_decode_order(tmp_path: Path) -> None:
     assert {p.pts for p in av.open(str(path)).demux(video=0) if p.size} == {0}
     with V.open_video(path) as video:
         assert video.info["total_frames"] == 40 and video.info["timestamps"] == "missing"
-        assert 0 < video.info["fps"] <= V.MAX_PLAUSIBLE_FPS
+        assert 0 < video.info["fps"] <= MAX_PLAUSIBLE_FPS
         sampled = video.sample(8)
     np.testing.assert_array_equal(decode_ids(sampled.frames), sampled.indices)
     assert len(set(sampled.indices.tolist())) == 8 and np.all(np.diff(sampled.timestamps) > 0)

@@ -12,8 +12,6 @@ What is measured, and what "overhead" includes, is written down in docs/benchmar
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import math
 import platform
 import shlex
@@ -31,15 +29,11 @@ import numpy as np
 import torch
 
 from stts_core.analysis import roofline
-from stts_core.cli import common as cli
 from stts_core.data.video import SampledVideo, frames_from_array
 from stts_core.methods.budget import groups_to_patch_mask, kept_group_count
-from stts_core.methods.packing import ATTENTION_BACKENDS, PackedLayout, frame_block_mask, pack, resolve_backend, unpack
+from stts_core.methods.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
 from stts_core.models.base import PreparedInputs, VideoBackend
-from stts_core.models.loading import backend_from_preset, load_backend
-from stts_core.models.molmo2.serving import PREFILL_MODES, SERVING_CHOICES, roofline_table
-from stts_core.models.molmo2.serving import install as install_serving
-from stts_core.pipeline.request import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
+from stts_core.pipeline import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
 from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, synchronize
 
 # TTFT_STAGES (pipeline) are the model side up to the first token; the CPU preprocessing (identical
@@ -77,14 +71,6 @@ def _log(line: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------- set-up
-def build_backend(preset: str | None, model: str | None, device: torch.device, dtype: torch.dtype,
-                  seed: int, trust_remote_code: bool = False) -> VideoBackend:
-    """A preset's architecture with random weights, or a checkpoint loaded the way users load one."""
-    if preset is not None:
-        return backend_from_preset(preset, device=device, dtype=dtype, seed=seed)
-    return load_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-
-
 def synthetic_clip(num_frames: int, seed: int) -> tuple[Any, str, str]:
     """A synthetic clip's frames (a static background that later frames repeat, moving shapes), one
     question and its answer: redundancy like real video's, which a pure-noise clip would not have."""
@@ -210,7 +196,7 @@ def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, ke
     tokens = suffix = (0, 0)
     with torch.inference_mode():
         for i in range(cfg.warmup + cfg.repeats):
-            base, _, _ = run_model(backend, video, question, 1.0, "none", settings)
+            base, _, _ = run_model(backend, video, question, 1.0, None, settings)
             stts, vp, inputs = run_model(backend, video, question, keep, scorer, settings)
             packing_s = packing_cost(backend, vp, inputs)
             del vp, inputs  # the next baseline run's peak memory must not include them
@@ -275,7 +261,7 @@ def _train_pairs(backend: VideoBackend, prepared: list[PreparedInputs], answers:
     peaks: tuple[list[float | None], list[float | None]] = ([], [])
     tokens = [0, 0]
     for i in range(cfg.warmup + cfg.repeats):
-        for side, (ratio, kind) in enumerate(((1.0, "none"), (keep, scorer))):
+        for side, (ratio, kind) in enumerate(((1.0, None), (keep, scorer))):
             stages, peak, loss, tokens[side] = train_step(backend, prepared, answers, ratio, kind)
             if not math.isfinite(loss):
                 raise RuntimeError("A training step produced a non-finite loss.")
@@ -400,7 +386,7 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"(medians of {report['settings']['repeats']} alternating pairs after "
                  f"{report['settings']['warmup']} warm-up pair(s); milliseconds)")
     if not train:
-        lines += ["", roofline_table(report)]
+        lines += ["", roofline.roofline_table(report)]
     return "\n".join(lines)
 
 
@@ -425,67 +411,6 @@ def write_html(report: dict[str, Any], path: Path) -> None:
     pio.write_html(fig, str(path), include_plotlyjs=True, full_html=True)
 
 
-# ---------------------------------------------------------------------------------------- CLI
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    """The shared vocabulary (stts_core.cli) plus the bench's own flags; --preset or --model."""
-    p = cli.parser("python -m stts_core.bench", __doc__, [
-        cli.model_options(required=False),
-        cli.stts_options(keep=(1.0, 0.5, 0.3), frames_default=(16, 32), new_tokens=8, multi_frames=True),
-        cli.output_options()])
-    p.set_defaults(model=None)
-    p.add_argument("--preset", help="build this architecture with random weights (tiny, cpu-mid, molmo2-4b, micro)")
-    p.add_argument("--repeats", type=cli.whole_number(1), default=5, help="timed baseline/STTS pairs per cell")
-    p.add_argument("--warmup", type=cli.whole_number(0), default=1, help="untimed pairs before the timed ones")
-    p.add_argument("--train", action="store_true", help="time a forward + backward training step instead")
-    p.add_argument("--grad-checkpoint", action="store_true",
-                   help="with --train: recompute activations in backward (both runs), for long videos on one GPU")
-    p.add_argument("--attention-impl", "--attention", dest="attention_impl",
-                   choices=ATTENTION_BACKENDS, default="auto",
-                   help="packed attention kernel of the STTS path")
-    p.add_argument("--serving", choices=SERVING_CHOICES, default="eager",
-                   help="LLM decoding: eager (the stock loop), static (static KV cache), compiled (static + CUDA graphs)")
-    p.add_argument("--prefill", choices=PREFILL_MODES, default="sdpa",
-                   help="LLM prefill attention: sdpa (dense mask) or flex (block mask from the image-token spans)")
-    p.add_argument("--cpu-preprocess", action="store_true",
-                   help="resize and normalise on the CPU even when the model runs on a GPU (default: on the model's device)")
-    p.add_argument("--threads", type=cli.whole_number(1), default=None, help="torch CPU threads")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--html", type=Path, default=None, help="write a speedup chart here")
-    args = p.parse_args(argv)
-    if (args.preset is None) == (args.model is None):
-        p.error("give exactly one of --preset (random weights) or --model (a checkpoint)")
-    if len(args.scorer) != 1:
-        p.error("--scorer takes one scorer here (the bench compares one STTS setting with the baseline)")
-    args.scorer = args.scorer[0]
-    if args.max_new_tokens < 2:
-        p.error("--max-new-tokens must be at least 2 (decoding per token needs a second token)")
-    if args.grad_checkpoint and not args.train:
-        p.error("--grad-checkpoint only applies with --train")
-    return args
-
-
-def _setup(args: argparse.Namespace) -> tuple[VideoBackend, torch.device, torch.dtype]:
-    """Device, dtype and backend from the parsed flags; a one-line error (exit 2) when they cannot be had."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        cli.exit_with_error("--device cuda asked for, but CUDA is not available")
-    dtype = cli.torch_dtype(args.dtype, device.type)
-    _log(f"building {'preset ' + args.preset if args.preset else args.model} on {device} ({dtype})")
-    try:
-        backend = build_backend(args.preset, args.model, device, dtype, args.seed, args.trust_remote_code)
-        resolve_backend(args.attention_impl, device)
-    except (ValueError, RuntimeError, OSError) as err:
-        cli.exit_with_error(str(err))
-    backend.attention_impl = args.attention_impl
-    backend.preprocess_on_device = not args.cpu_preprocess
-    backend.set_gradient_checkpointing(args.grad_checkpoint)
-    install_serving(backend, args.serving, args.prefill)
-    return backend, device, dtype
-
-
 def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend, dtype: torch.dtype,
                 started: str, cells: list[dict[str, Any]], scorer_used: str, notes: list[str]) -> dict[str, Any]:
     """The JSON report: what ran where, with which settings, and every cell so far."""
@@ -496,7 +421,7 @@ def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend
         "model": args.model,
         "mode": "train" if args.train else "inference",
         "date": started,
-        "command": "python -m stts_core.bench " + shlex.join(argv),
+        "command": "stts bench " + shlex.join(argv),
         "settings": {
             "frames": list(args.frames), "keeps": list(args.keep), "repeats": args.repeats, "warmup": args.warmup,
             "scorer": args.scorer, "scorer_used": scorer_used, "new_tokens": args.max_new_tokens,
@@ -510,37 +435,3 @@ def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend
         "complete": len(cells) == len(args.frames) * len(args.keep),
         "cells": cells,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    argv_list = list(sys.argv[1:] if argv is None else argv)
-    backend, device, dtype = _setup(args)
-    cfg = BenchConfig(frames=list(args.frames), keeps=list(args.keep), repeats=args.repeats, warmup=args.warmup,
-                      train=args.train, scorer=args.scorer, new_tokens=args.max_new_tokens, seed=args.seed,
-                      grad_checkpoint=args.grad_checkpoint)
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    scorer_used, notes = resolve_scorer(backend, cfg.scorer)
-
-    def write_json(cells: list[dict[str, Any]]) -> None:
-        if args.json is not None:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
-            args.json.write_text(json.dumps(report, indent=2))
-
-    cells, scorer_used, notes = run_bench(backend, cfg, _log, on_cell=write_json)
-    report = make_report(args, argv_list, backend, dtype, started, cells, scorer_used, notes)
-    print(format_table(report))
-    for note in notes:
-        print(f"note: {note}")
-    write_json(cells)
-    if args.html is not None:
-        args.html.parent.mkdir(parents=True, exist_ok=True)
-        write_html(report, args.html)
-    # Running out of memory is a result (the cell does not fit this device); any other failure is not.
-    failed = [c for c in cells if c["error"] and not c["error"].startswith("OutOfMemoryError")]
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""`python -m stts_core.evaluate`: accuracy of the unpruned model and of every scorer x keep ratio.
+"""`stts evaluate`: accuracy of the unpruned model and of every scorer x keep ratio.
 
-A view over `stts_core.analyze`, the one place accuracy is scored: the same datasets, the same shared
+A view over the batch analysis (`analysis.runner`), the one place accuracy is scored: the same datasets, the same shared
 computation (each clip decoded and run through the ViT once, each scorer's scores reused across keep
 ratios), the same scorer fallback (`pipeline.resolve_scorer`) and answer normalisation, reduced to one
 table. By default on the synthetic world's held-out test split, written as mp4 files and read back
@@ -10,24 +10,22 @@ through the same decoding path the app uses.
 from __future__ import annotations
 
 import json
-import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from stts_core.analysis import runner as analyze
-from stts_core.analysis.runner import BASELINE, AnalysisSettings, DatasetError, Example
-from stts_core.cli import common as cli
-from stts_core.methods.scorers import SCORER_KINDS
+from stts_core.analysis.records import BASELINE, Analysis, AnalysisSettings
+from stts_core.analysis.runner import run_analysis
+from stts_core.data.tables import Example, synthetic_split
 from stts_core.models.base import VideoBackend
-from stts_core.pipeline.request import resolve_scorer
+
+DEFAULT_METHODS = ("learned", "heuristic", "random")
 
 
 def synthetic_test_split(out_dir: Path, num_questions: int, num_frames: int) -> Path:
     """The first `num_questions` held-out questions (clips written as mp4); returns their JSONL."""
-    return analyze.synthetic_split(Path(out_dir), "test", num_questions, num_frames)
+    return synthetic_split(Path(out_dir), "test", num_questions, num_frames)
 
 
 def load_questions(jsonl: Path, limit: int | None) -> dict[Path, list[dict[str, Any]]]:
@@ -47,13 +45,13 @@ def _entry(cells: list[dict[str, Any]], key: str) -> dict[str, Any]:
             "by_type": dict(sorted(by_type.items())) or {"all": overall["accuracy"]}}
 
 
-def accuracy_report(analysis: analyze.Analysis) -> dict[str, Any]:
+def accuracy_report(analysis: Analysis) -> dict[str, Any]:
     """The evaluate JSON: {"unpruned": {accuracy, n, by_type}, "results": [{scorer, keep, accuracy, n,
     by_type, scorer_used}], "failed_rows"}; accuracy counts rows with a gold answer."""
     cells = analysis.summary
     used = {r["setting"]: r.get("scorer_used") for r in analysis.rows if r.get("scorer_used")}
     results = [{"scorer": s.scorer, "keep": s.keep, **_entry(cells, s.key), "scorer_used": used.get(s.key)}
-               for s in analysis.settings.settings() if s.scorer != BASELINE]
+               for s in analysis.settings.settings() if not s.is_baseline]
     return {"unpruned": _entry(cells, BASELINE), "results": results, "failed_rows": len(analysis.failed)}
 
 
@@ -69,7 +67,7 @@ def evaluate(
     """Exact-match accuracy (normalised) for the unpruned model and each (scorer, keep)."""
     cfg = AnalysisSettings(keeps=tuple(keeps), scorers=tuple(scorers), num_frames=num_frames,
                            max_new_tokens=max_new_tokens)
-    return accuracy_report(analyze.run_analysis(backend, examples, cfg, show_bar=show_bar))
+    return accuracy_report(run_analysis(backend, examples, cfg, show_bar=show_bar))
 
 
 def format_table(report: dict[str, Any], keeps: Sequence[float], scorers: Sequence[str]) -> str:
@@ -83,41 +81,5 @@ def format_table(report: dict[str, Any], keeps: Sequence[float], scorers: Sequen
         used = {r["scorer_used"] for r in report["results"] if r["scorer"] == s} - {s, None}
         lines.append(f"{s:<12}" + "".join(pct(row.get(k)) for k in keeps) + (f"(ran as {used.pop()})" if used else ""))
     if report.get("failed_rows"):
-        lines.append(f"{report['failed_rows']} rows failed and are not counted (see python -m stts_core.analyze)")
+        lines.append(f"{report['failed_rows']} rows failed and are not counted (see stts analyze)")
     return "\n".join(lines)
-
-
-def build_parser() -> Any:
-    p = cli.parser("python -m stts_core.evaluate", __doc__,
-                   [cli.model_options(), analyze.stts_arguments(scorer=SCORER_KINDS, new_tokens=4),
-                    cli.output_options()])
-    p.add_argument("--data", default=None,
-                   help="folder with questions.csv/.jsonl, one of those files, a .zip, or synthetic:test[:N] "
-                        "(default: the synthetic test split)")
-    p.add_argument("--limit", type=cli.whole_number(1), default=500, help="number of questions")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    backend = analyze.load_backend_from_args(args)
-    for scorer in dict.fromkeys(s for s in args.scorer if s in SCORER_KINDS):
-        for note in resolve_scorer(backend, scorer)[1]:
-            print(f"note: {note}", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="stts-eval-") as tmp:
-        try:
-            dataset = analyze.load_dataset(args.data or f"synthetic:test:{args.limit}", workdir=tmp,
-                                           limit=args.limit, num_frames=args.frames)
-        except DatasetError as err:
-            cli.exit_with_error(str(err))
-        report = evaluate(backend, dataset.examples, args.keep, args.scorer, args.frames, args.max_new_tokens,
-                          show_bar=True)
-    report["model"] = args.model
-    print(format_table(report, args.keep, args.scorer))
-    if args.json is not None:
-        args.json.write_text(json.dumps(report, indent=2))
-    return 1 if report["failed_rows"] else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,11 +1,11 @@
-"""`python -m stts_core.ood --model DIR`: does a scorer keep what moves, on clips unlike its training data?
+"""`stts ood --model DIR`: does a scorer keep what moves, on clips unlike its training data?
 
 A clip generator with per-pixel ground-truth motion masks, built from backgrounds and motions that
 no training world uses (scikit-image photographs kept out of `synthetic.TRAIN_PHOTOS`, procedural
 checkerboards, ellipses / stars / crosses in other colours moving diagonally, in orbits, pulsing in
 size, plus hard cuts). A group of a frame t >= 1 is "moving" when at least `MOVING_FRACTION` of its
 pixels changed between t-1 and t for a reason other than sensor noise (an object moved, appeared,
-changed size, or the shot cut). Per scorer (learned, heuristic, random) it reports:
+changed size, or the shot cut). Per vit-stage method (learned, heuristic, random) it reports:
 
 - AUC: how well the scores of frames 1..T-1 separate moving from static groups (mean over clips);
 - recall of moving groups at keep 0.3 (`select_groups`, the pipeline's own selection), as a ratio to
@@ -16,7 +16,6 @@ Nothing here is used for training.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
@@ -24,10 +23,10 @@ import cv2
 import numpy as np
 import torch
 
-from stts_core.cli import common as cli
 from stts_core.methods.budget import select_groups
+from stts_core.methods.registry import get_method
 from stts_core.models.base import VideoBackend
-from stts_core.pipeline.request import compute_scores
+from stts_core.pipeline.visual import method_scores
 
 OOD_PHOTOS: tuple[str, ...] = ("brick", "coins", "moon", "cell", "retina", "colorwheel")
 KINDS: tuple[str, ...] = ("textured_mover", "hard_cut", "static_and_moving", "orbit", "pulse")
@@ -238,7 +237,7 @@ def evaluate_ood(backend: VideoBackend, clips: list[OODClip], scorers: list[str]
         labels = group_motion(clip.motion, *inputs.grid)
         prefix = backend.vit_prefix(inputs)
         for name in scorers:
-            scores = compute_scores(backend, name, prefix, inputs, seed + clip.seed)
+            scores = method_scores(backend, get_method(name), prefix, inputs, seed + clip.seed)
             keep = select_groups(scores, keep_ratio).cpu().numpy()
             values = scores.detach().float().cpu().numpy()
             tallies[name].add(values, keep, labels)
@@ -270,37 +269,3 @@ def table(result: dict, keep_ratio: float) -> str:
         lines.append(f"| {name} | {_fmt(r['auc'], '{:.3f}')} | {_fmt(r['recall'], '{:.1%}')} | "
                      f"{_fmt(r['recall_over_chance'], '{:.2f}x')} | {_fmt(r.get('recall_over_heuristic'), '{:.2f}x')} |")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = cli.parser("python -m stts_core.ood", __doc__.split("\n\n")[0],
-                   [cli.model_options(), cli.output_options()])
-    p.add_argument("--clips", type=cli.whole_number(1, 10_000), default=40, help="OOD clips (kinds in turn)")
-    p.add_argument("--frames", type=cli.whole_number(2, 512), default=16)
-    p.add_argument("--keep", type=cli.keep_ratio, default=0.3, help="keep ratio for the recall")
-    p.add_argument("--scorer", "--scorers", dest="scorer", nargs="+", choices=("learned", "heuristic", "random"),
-                   default=["learned", "heuristic", "random"])
-    args = p.parse_args(argv)
-    from stts_core.models.loading import ModelLoadError, load_backend
-
-    try:
-        backend = load_backend(args.model, device=args.device,
-                               dtype=cli.torch_dtype(args.dtype, args.device or "cpu") if args.dtype else None,
-                               trust_remote_code=args.trust_remote_code)
-    except ModelLoadError as err:
-        cli.exit_with_error(str(err))
-    scorers = [s for s in args.scorer if s != "learned" or backend.has_learned_scorer]
-    result = evaluate_ood(backend, ood_clips(args.clips, args.frames), scorers, args.keep)
-    print(table(result, args.keep))
-    for kind, per in result["by_kind"].items():
-        cells = ", ".join(f"{name} AUC {_fmt(r['auc'], '{:.2f}')} / {_fmt(r['recall_over_chance'], '{:.1f}x')}"
-                          for name, r in per.items())
-        print(f"  {kind}: {cells}")
-    if args.json is not None:
-        args.json.write_text(json.dumps({"model": args.model, "clips": args.clips, "frames": args.frames,
-                                         "keep": args.keep, "result": result}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

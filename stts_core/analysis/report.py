@@ -16,12 +16,14 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from stts_core.analysis.runner import BASELINE, Analysis, Thumb, decode_mask, flips, load_thumb
+from stts_core.analysis.metrics import flips
+from stts_core.analysis.records import BASELINE, Analysis, Thumb, decode_mask
+from stts_core.analysis.store import load_thumb
+from stts_core.methods.registry import get_method
 
 DIM = 0.3  # brightness of a pruned group in a thumbnail
 GAP = 2  # pixels between thumbnail tiles
 MAX_GALLERY = 60
-SCORER_COLORS = {"learned": "#00897b", "heuristic": "#8e24aa", "random": "#9e9e9e", "frames": "#ef6c00"}
 KIND_TEXT = {"right_to_wrong": "baseline right -> pruned wrong", "wrong_to_right": "baseline wrong -> pruned right",
              "changed": "answer changed"}
 
@@ -37,6 +39,14 @@ text-align:right} th{background:#f6f8fa} td.l,th.l{text-align:left} .note{color:
 
 
 # ------------------------------------------------------------------------------------------- thumbnails
+
+
+def method_color(name: str) -> str | None:
+    """A method's colour from the registry (None lets plotly choose, e.g. for the baseline)."""
+    try:
+        return get_method(name).color
+    except ValueError:
+        return None
 
 
 def pixel_groups(groups: np.ndarray, patch_grid: tuple[int, int], height: int, width: int) -> np.ndarray:
@@ -94,7 +104,7 @@ def curve_figure(summary: Sequence[dict[str, Any]], metric: str, title: str) -> 
         pts = sorted((c["keep"], c[metric]) for c in cells if c["scorer"] == scorer and c[metric] is not None)
         if pts:
             fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[100 * p[1] for p in pts], name=scorer,
-                                     mode="lines+markers", line={"color": SCORER_COLORS.get(scorer)}))
+                                     mode="lines+markers", line={"color": method_color(scorer)}))
     base = next((c for c in cells if c["scorer"] == BASELINE), None)
     if metric == "accuracy" and base is not None and base["accuracy"] is not None:
         fig.add_hline(y=100 * base["accuracy"], line_dash="dash", line_color="#607d8b",
@@ -224,7 +234,7 @@ def gallery(items: Sequence[dict[str, Any]], thumb_of: Callable[[str], Thumb | N
 def _header(analysis: Analysis, model: str) -> str:
     cfg = analysis.settings
     used = {r["scorer"]: r.get("scorer_used") for r in analysis.rows if r.get("scorer_used")}
-    fallback = [f"{s} ran as {u}" for s, u in used.items() if u not in (s, "none")]
+    fallback = [f"{s} ran as {u}" for s, u in used.items() if u not in (s, BASELINE)]
     spread = sum(c["no_spread"] or 0 for c in _overall(analysis.summary))
     notes = []
     if fallback:

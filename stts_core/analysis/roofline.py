@@ -18,7 +18,7 @@ import torch
 
 if TYPE_CHECKING:
     from stts_core.models.base import VideoBackend
-    from stts_core.pipeline.request import ModelRun
+    from stts_core.pipeline import ModelRun
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,18 @@ def run_record(backend: VideoBackend, run: ModelRun, decode_s_per_token: float) 
     out = {k: float(v) for k, v in figures.items() if v is not None}
     out["prompt_tokens"] = float(run.prompt_tokens)
     return out
+
+
+def roofline_table(report: dict[str, Any]) -> str:
+    """Prefill MFU and decode bandwidth utilisation per cell and run (medians), when the bench measured them."""
+    lines = [f"{'frames':>6} {'keep':>5} {'run':>8} {'prompt':>7} {'prefill ms':>11} {'TFLOP':>7} {'MFU':>6}"
+             f" {'dec/tok ms':>11} {'GB/step':>8} {'BW util':>8}"]
+    for cell in report.get("cells", []):
+        for run in ("baseline", "stts"):
+            row = (cell.get("stages_s") or {}).get(run)
+            if not row or "prefill_mfu" not in row:
+                continue
+            lines.append(f"{cell['frames']:>6} {cell['keep']:>5.2f} {run:>8} {row['prompt_tokens']:>7.0f}"
+                         f" {row['llm_prefill'] * 1e3:>11.1f} {row['prefill_tflops']:>7.1f} {row['prefill_mfu']:>6.1%}"
+                         f" {row['decode_per_token'] * 1e3:>11.2f} {row['decode_gb']:>8.2f} {row['decode_bw_util']:>8.1%}")
+    return "\n".join(lines) if len(lines) > 1 else "(no roofline figures: the device has no peak table entry)"

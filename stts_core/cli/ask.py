@@ -13,12 +13,12 @@ import json
 
 from stts_core.cli import common as cli
 from stts_core.data.video import VideoError, VideoFile, VideoLimits, open_video
-from stts_core.models.base import ModelLoadError, VideoBackend
-from stts_core.pipeline.request import STAGES, TTFT_STAGES, RunResult, RunSettings, run
+from stts_core.models.base import VideoBackend
+from stts_core.pipeline import STAGES, TTFT_STAGES, RunResult, RunSettings, run
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = cli.parser("python -m stts_core.ask", __doc__,
+    p = cli.parser("stts ask", __doc__,
                    [cli.model_options(), cli.stts_options(), cli.output_options()])
     p.add_argument("--video", required=True, help="the video file (checked by content before the model loads)")
     p.add_argument("--question", required=True, type=cli.question_text)
@@ -81,8 +81,6 @@ def format_report(result: RunResult) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """0 on success; a bad flag, video or model exits with code 2 and one `error:` line."""
-    from stts_core.models.loading import load_backend
-
     args = build_parser().parse_args(argv)
     limits = VideoLimits()
     try:
@@ -91,13 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except (VideoError, ValueError, OSError) as err:
         cli.exit_with_error(str(err))
     with video:
+        backend = cli.backend_from_args(args)
         try:
-            device_type = (args.device or "cpu").split(":")[0]
-            dtype = cli.torch_dtype(args.dtype, device_type) if args.dtype else None
-            backend = load_backend(args.model, device=args.device, dtype=dtype,
-                                   trust_remote_code=args.trust_remote_code)
             results = run_all(backend, video, args.question, settings, limits)
-        except (ModelLoadError, VideoError, ValueError, RuntimeError) as err:
+        except (VideoError, ValueError, RuntimeError) as err:
             cli.exit_with_error(str(err))
     print("\n\n".join(format_report(r) for r in results))
     if args.json is not None:

@@ -1,4 +1,4 @@
-"""One argument vocabulary for every command-line tool (`run`, `train`, `evaluate`, `bench`, `analyze`).
+"""One argument vocabulary for every command-line tool (`stts ask|analyze|evaluate|train|fit-scorer|bench|ood`).
 
 Each tool builds its parser from the parent parsers here, so a flag means the same thing, takes
 the same values and fails the same way everywhere: a bad value is argparse's one-line
@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn, TypeVar
 
-from stts_core.methods.scorers import SCORER_KINDS
+from stts_core.data.video import MAX_FRAMES
 
 DTYPE_NAMES = ("bf16", "fp16", "fp32")
-MAX_FRAMES = 512
 T = TypeVar("T")
 
 
@@ -69,7 +68,7 @@ non_negative_float = finite_number(0.0, allow_low=True)
 
 def question_text(text: str) -> str:
     """A question: not empty, valid Unicode (no lone surrogates), at most 2000 characters."""
-    from stts_core.pipeline.request import validate_question
+    from stts_core.pipeline import validate_question
 
     try:
         return validate_question(text)
@@ -101,14 +100,19 @@ def model_options(default_model: str | None = None, required: bool = False) -> a
 
 def stts_options(keep: Sequence[float] = (0.5,), scorer: Sequence[str] = ("learned",),
                  frames_default: int | Sequence[int] = 16, new_tokens: int = 16, multi_frames: bool = False,
-                 scorers: Sequence[str] = SCORER_KINDS) -> argparse.ArgumentParser:
-    """--keep R [R ...], --scorer S [S ...], --frames N (or N [N ...]), --max-new-tokens: what STTS runs with."""
+                 scorers: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """--keep R [R ...], --scorer S [S ...], --frames N (or N [N ...]), --max-new-tokens: what STTS runs with.
+    --scorer (also --method) takes registered methods (`stts_core.list_methods()`), all of them by default."""
+    from stts_core.methods.registry import method_names
+
+    scorers = tuple(scorers) if scorers is not None else method_names()
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("STTS")
     g.add_argument("--keep", type=keep_ratio, nargs="+", default=list(keep), metavar="R",
                    help=f"keep ratio(s) in (0, 1] (default: {' '.join(f'{k:g}' for k in keep)})")
-    g.add_argument("--scorer", "--scorers", dest="scorer", choices=tuple(scorers), nargs="+", default=list(scorer),
-                   metavar="S", help=f"scorer(s): {', '.join(scorers)} (default: {' '.join(scorer)})")
+    g.add_argument("--scorer", "--scorers", "--method", dest="scorer", choices=scorers, nargs="+",
+                   default=list(scorer), metavar="S",
+                   help=f"method(s): {', '.join(scorers)} (default: {' '.join(scorer)}; see docs/methods.md)")
     if multi_frames:
         g.add_argument("--frames", type=frames, nargs="+", default=list(frames_default),  # type: ignore[arg-type]
                        help=f"frame counts, one cell each (1-{MAX_FRAMES})")
@@ -145,8 +149,42 @@ def exit_with_error(message: str, code: int = 2) -> NoReturn:
 
 
 def torch_dtype(name: str | None, device_type: str):  # noqa: ANN201 - torch imported lazily
-    """--dtype's name -> torch dtype; None -> bf16 on CUDA, fp32 elsewhere."""
-    import torch
+    """--dtype's name -> torch dtype by the one rule (`models.loading.dtype_for`)."""
+    from stts_core.models.loading import dtype_for
 
-    table = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    return table[name or ("bf16" if device_type == "cuda" else "fp32")]
+    return dtype_for(name, device_type)
+
+
+def resolve_device(device: str | None):  # noqa: ANN201 - torch imported lazily
+    """--device, or cuda when available, else cpu (`models.loading.resolve_device`)."""
+    from stts_core.models.loading import resolve_device as resolve
+
+    return resolve(device)
+
+
+def backend_from_args(args: argparse.Namespace, device: str | None = None, preset: str | None = None,
+                      model: str | None = None):  # noqa: ANN201 - torch imported lazily
+    """The one "backend from CLI arguments": ``--model`` (or ``model``, or a ``preset`` with random weights)
+    on ``--device`` (``device`` overrides it: a torchrun rank's own GPU), in ``--dtype`` with one rule
+    (bf16 on CUDA, fp32 elsewhere). A model that cannot be loaded exits with one line and code 2."""
+    from stts_core.models.base import ModelLoadError
+    from stts_core.models.loading import backend_from_preset, load_backend
+
+    where = resolve_device(device or getattr(args, "device", None))
+    dtype = torch_dtype(getattr(args, "dtype", None), where.type)
+    try:
+        if preset is not None:
+            return backend_from_preset(preset, device=where, dtype=dtype, seed=getattr(args, "seed", 0) or 0)
+        return load_backend(model or args.model, device=where, dtype=dtype,
+                            trust_remote_code=getattr(args, "trust_remote_code", False))
+    except ModelLoadError as err:
+        exit_with_error(str(err))
+
+
+def print_fallback_notes(backend: object, methods: Sequence[str]) -> None:
+    """Say once per method when the fallback rule replaces it (a model without trained scorer weights)."""
+    from stts_core.pipeline import resolve_scorer
+
+    for name in dict.fromkeys(methods):
+        for note in resolve_scorer(backend, name)[1]:  # type: ignore[arg-type]
+            print(f"note: {note}", file=sys.stderr)

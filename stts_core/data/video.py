@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -20,32 +18,27 @@ import av
 import av.error
 import numpy as np
 
+from stts_core.data.sampling import uniform_positions
+from stts_core.data.timeline import Timeline, apply_timeline, read_timeline
+from stts_core.data.video_guard import AV_ERRORS, Deadline, VideoError, fmt_bytes, fmt_seconds
+
 __all__ = [
     "SampledVideo",
     "VideoFile",
     "VideoError",
+    "MAX_FRAMES",
     "VideoLimits",
     "frames_from_array",
     "load_video",
     "open_video",
     "probe_video",
-    "write_video",
 ]
 
-_MB = 1024**2
+MAX_FRAMES = 512  # the one frame limit: a request samples at most this many frames
 # Seeking flushes the decoder and refills its thread pipeline; below this gap decoding through is cheaper.
 _MIN_SEEK_SKIP = 32
 # Only local files: playlists or concat lists must not make FFmpeg open other paths or URLs.
 _OPEN_OPTIONS = {"protocol_whitelist": "file"}
-_AV_ERRORS: tuple[type[BaseException], ...] = (av.error.FFmpegError, OSError, EOFError, RuntimeError)
-
-
-class VideoError(ValueError):
-    """The one error type for any unusable video input.
-
-    ``str(err)`` is a sentence a person understands, e.g.
-    "This file is not a video we can read (it looks like plain text).", never a traceback.
-    """
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class VideoLimits:
     max_pixels: int = 4096 * 4096
     max_side: int = 768
     min_frames: int = 1
-    max_frames: int = 512
+    max_frames: int = MAX_FRAMES
     decode_timeout_s: float = 120.0
 
 
@@ -89,37 +82,6 @@ class SampledVideo:
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers
-
-
-class _Deadline:
-    """Wall-clock budget checked between packets and frames, so a pathological file cannot hang a worker."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = float(seconds)
-        self.end = time.monotonic() + self.seconds
-
-    def check(self) -> None:
-        if time.monotonic() > self.end:
-            raise VideoError(
-                f"Reading the video took longer than {_fmt_seconds(self.seconds)}, so it was stopped; "
-                "try a shorter or smaller clip."
-            )
-
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds >= 60:
-        minutes = seconds / 60
-        return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
-    return f"{seconds:g} second" + ("" if seconds == 1 else "s")
-
-
-def _fmt_bytes(n_bytes: float) -> str:
-    if n_bytes >= _MB:
-        mb = n_bytes / _MB
-        return f"{mb:.0f} MB" if mb >= 10 else f"{mb:.3g} MB"
-    if n_bytes >= 1024:
-        return f"{n_bytes / 1024:.3g} KB"
-    return f"{n_bytes:.0f} bytes"
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -158,7 +120,7 @@ def _check_file(path: str | Path, limits: VideoLimits) -> Path:
     if size == 0:
         raise VideoError(f"The file '{p.name}' is empty (0 bytes), so there is no video in it.")
     if size > limits.max_bytes:
-        raise VideoError(f"The file is too large ({_fmt_bytes(size)}); the limit is {_fmt_bytes(limits.max_bytes)}.")
+        raise VideoError(f"The file is too large ({fmt_bytes(size)}); the limit is {fmt_bytes(limits.max_bytes)}.")
     if _looks_like_text(head):
         raise VideoError("This file is not a video we can read (it looks like plain text).")
     return p
@@ -167,7 +129,7 @@ def _check_file(path: str | Path, limits: VideoLimits) -> Path:
 def _open(p: Path) -> av.container.InputContainer:
     try:
         return av.open(str(p), mode="r", container_options=_OPEN_OPTIONS, metadata_errors="replace")
-    except _AV_ERRORS as err:
+    except AV_ERRORS as err:
         raise VideoError(
             "This file could not be opened as a video: it may be damaged or incomplete, "
             "or it is not a video format we can read."
@@ -230,105 +192,16 @@ def _header_fps(stream: av.video.stream.VideoStream) -> float | None:
 
 
 def _first_frame(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: Deadline
 ) -> av.VideoFrame:
     try:
         for packet in container.demux(stream):
             deadline.check()
             for frame in stream.decode(packet):
                 return frame
-    except _AV_ERRORS as err:
+    except AV_ERRORS as err:
         raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
     raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
-
-
-@dataclass
-class _Timeline:
-    """Presentation timestamps of every frame, read from packets without decoding them."""
-
-    pts: np.ndarray  # int64, ascending, one per displayed frame
-    key_pts: np.ndarray  # int64, pts of the last keyframe at or before each frame
-    end_pts: int  # pts just after the last frame (its pts plus its duration)
-    has_pts: bool  # False when the stream has no timestamps; pts are then frame ordinals
-
-
-def _read_timeline(
-    container: av.container.InputContainer,
-    stream: av.video.stream.VideoStream,
-    deadline: _Deadline,
-    fps_hint: float | None,
-) -> _Timeline:
-    pts_list: list[int] = []
-    key_list: list[int] = []
-    dur_by_pts: dict[int, int] = {}
-    has_pts = True
-    try:
-        for packet in container.demux(stream):
-            deadline.check()
-            if packet.size == 0 or packet.is_discard:
-                continue
-            ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is None:
-                has_pts = False
-                ts = len(pts_list)
-            pts_list.append(int(ts))
-            if packet.is_keyframe:
-                key_list.append(int(ts))
-            if packet.duration:
-                dur_by_pts[int(ts)] = int(packet.duration)
-    except _AV_ERRORS as err:
-        if not pts_list:
-            raise VideoError("The video could not be read; the file may be damaged or incomplete.") from err
-        # A damaged tail still leaves the frames before it usable.
-    if not pts_list:
-        raise VideoError("No picture could be decoded from this video; the file may be damaged or incomplete.")
-    if has_pts and len(set(pts_list)) < len(pts_list):
-        # Repeated timestamps (e.g. every packet at 0, written by a broken muxer) cannot order the frames;
-        # decode order can, and the file plays that way.
-        has_pts = False
-    if not has_pts:
-        pts = np.arange(len(pts_list), dtype=np.int64)
-        return _Timeline(pts=pts, key_pts=np.zeros_like(pts), end_pts=len(pts), has_pts=False)
-
-    pts = np.unique(np.asarray(pts_list, dtype=np.int64))
-    keys = np.unique(np.asarray(key_list or [pts[0]], dtype=np.int64))
-    pos = np.searchsorted(keys, pts, side="right") - 1
-    key_pts = np.where(pos >= 0, keys[np.clip(pos, 0, None)], pts[0])
-
-    last = int(pts[-1])
-    last_dur = dur_by_pts.get(last, 0)
-    if last_dur <= 0:
-        if len(pts) > 1:
-            last_dur = int(np.median(np.diff(pts)))
-        elif fps_hint and stream.time_base:
-            last_dur = max(1, round(1.0 / (fps_hint * float(stream.time_base))))
-        else:
-            last_dur = 1
-    return _Timeline(pts=pts, key_pts=key_pts, end_pts=last + max(1, last_dur), has_pts=True)
-
-
-def _select_uniform(times: np.ndarray, start: float, end: float, n: int) -> np.ndarray:
-    """Positions (into ascending ``times``) of ``n`` distinct frames spread uniformly over ``[start, end)``.
-
-    Targets are the centres of ``n`` equal time slices and each takes the frame nearest in presentation
-    time. Collisions, possible with variable frame rate, are pushed to the nearest free neighbour so the
-    result never repeats a frame. With ``n >= len(times)`` every frame is returned.
-    """
-    count = len(times)
-    if n >= count:
-        return np.arange(count, dtype=np.int64)
-    span = max(end - start, 0.0)
-    targets = start + (np.arange(n, dtype=np.float64) + 0.5) * (span / n)
-    right = np.clip(np.searchsorted(times, targets, side="left"), 1, count - 1)
-    left = right - 1
-    nearest = np.where(np.abs(times[left] - targets) <= np.abs(times[right] - targets), left, right)
-    chosen = nearest.astype(np.int64)
-    for k in range(1, n):
-        chosen[k] = max(chosen[k], chosen[k - 1] + 1)
-    for k in range(n - 1, -1, -1):
-        upper = count - n + k if k == n - 1 else chosen[k + 1] - 1
-        chosen[k] = min(chosen[k], upper)
-    return chosen
 
 
 def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -341,7 +214,7 @@ def _target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
 
 
 def _iter_frames(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: _Deadline,
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream, deadline: Deadline,
     skipped: list[int] | None = None,
 ) -> Iterator[av.VideoFrame]:
     """Decoded frames in order; a packet the decoder rejects is stepped over and counted in ``skipped``."""
@@ -360,9 +233,9 @@ def _iter_frames(
 def _decode_selected(
     container: av.container.InputContainer,
     stream: av.video.stream.VideoStream,
-    timeline: _Timeline,
+    timeline: Timeline,
     chosen: np.ndarray,
-    deadline: _Deadline,
+    deadline: Deadline,
     convert: Callable[[av.VideoFrame], np.ndarray],
     skipped: list[int] | None = None,
 ) -> list[tuple[int, np.ndarray]]:
@@ -389,7 +262,7 @@ def _decode_selected(
                 container.seek(int(timeline.key_pts[chosen[k]]), stream=stream, backward=True, any_frame=False)
                 frames = _iter_frames(container, stream, deadline, skipped)
                 last_pos = int(key_pos[k]) - 1
-            except _AV_ERRORS:
+            except AV_ERRORS:
                 can_seek = False
         frame = next(frames, None)
         if frame is None:
@@ -415,7 +288,7 @@ def _validate_num_frames(num_frames: Any, limits: VideoLimits) -> int:
     return int(num_frames)
 
 
-def _inspect(container: av.container.InputContainer, limits: VideoLimits, deadline: _Deadline) -> dict[str, Any]:
+def _inspect(container: av.container.InputContainer, limits: VideoLimits, deadline: Deadline) -> dict[str, Any]:
     """Header checks plus one decoded frame, which proves the file decodes and carries the rotation."""
     stream = _video_stream(container)
     coded_w, coded_h = _coded_size(stream)
@@ -464,7 +337,7 @@ class VideoFile:
     """
 
     def __init__(self, path: Path, container: av.container.InputContainer, info: dict[str, Any],
-                 timeline: _Timeline, limits: VideoLimits) -> None:
+                 timeline: Timeline, limits: VideoLimits) -> None:
         self.path = path
         self.info = info
         self.limits = limits
@@ -513,7 +386,7 @@ class VideoFile:
         if self._container is None:
             raise VideoError("The video was already closed.")
         times, end = self._times()
-        chosen = _select_uniform(times, float(times[0]), end, n)
+        chosen = uniform_positions(times, float(times[0]), end, n)
         turns = _quarter_turns(self.info["rotation"])
         out_w, out_h = _target_size(self.info["coded_width"], self.info["coded_height"], self.limits.max_side)
 
@@ -521,14 +394,14 @@ class VideoFile:
             rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA").to_ndarray()
             return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
-        deadline = _Deadline(self.limits.decode_timeout_s)
+        deadline = Deadline(self.limits.decode_timeout_s)
         container = self._container
         stream = _video_stream(container)
         _rewind(container, stream)
         counter = [0]
         try:
             decoded = _decode_selected(container, stream, self._timeline, chosen, deadline, convert, counter)
-        except _AV_ERRORS as err:
+        except AV_ERRORS as err:
             raise VideoError("The video could not be decoded; the file may be damaged or incomplete.") from err
         self.skipped_packets = max(self.skipped_packets, counter[0])
         if not decoded:
@@ -548,7 +421,7 @@ def _rewind(container: av.container.InputContainer, stream: av.video.stream.Vide
     """Back to the first packet after the timeline scan, so sampling decodes from the start."""
     try:
         container.seek(0, backward=True, any_frame=False)
-    except _AV_ERRORS as err:
+    except AV_ERRORS as err:
         raise VideoError("The video could not be read again from its start; it may be a live stream.") from err
     stream.codec_context.flush_buffers()
 
@@ -559,17 +432,17 @@ def open_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> VideoFi
     one frame is decoded so a file that opens but cannot be decoded is rejected here rather than
     halfway through a run."""
     p = _check_file(path, limits)
-    deadline = _Deadline(limits.decode_timeout_s)
+    deadline = Deadline(limits.decode_timeout_s)
     container = _open(p)
     try:
         deadline.check()
         info = _inspect(container, limits, deadline)
         stream = _video_stream(container)
         _rewind(container, stream)
-        timeline = _read_timeline(container, stream, deadline, info["fps"])
+        timeline = read_timeline(container, stream, deadline, info["fps"])
         info["time_base"] = float(stream.time_base) if stream.time_base else 0.0
         info["start_pts"] = stream.start_time
-        _apply_timeline(info, timeline, info["time_base"])
+        apply_timeline(info, timeline, info["time_base"])
         _check_duration(info["duration"], limits)
     except BaseException:
         container.close()
@@ -592,8 +465,8 @@ def probe_video(path: str | Path, limits: VideoLimits = VideoLimits()) -> dict[s
 def _check_duration(duration: float | None, limits: VideoLimits) -> None:
     if duration is not None and duration > limits.max_duration_s:
         raise VideoError(
-            f"The video is too long ({_fmt_seconds(round(duration, 1))}); "
-            f"the limit is {_fmt_seconds(limits.max_duration_s)}."
+            f"The video is too long ({fmt_seconds(round(duration, 1))}); "
+            f"the limit is {fmt_seconds(limits.max_duration_s)}."
         )
 
 
@@ -628,29 +501,7 @@ def decoding_notes(sampled: SampledVideo) -> list[str]:
     return notes
 
 
-# A clip without usable timestamps: a header rate above this is taken as broken, and times assume ASSUMED_FPS.
-MAX_PLAUSIBLE_FPS = 240.0
-ASSUMED_FPS = 25.0
-
-
-def _apply_timeline(info: dict[str, Any], timeline: _Timeline, time_base: float) -> None:
-    """Prefer what the packets say over the header: they are exact for frame count and span."""
-    count = len(timeline.pts)
-    span = 0.0
-    if timeline.has_pts and time_base > 0:
-        span = float(timeline.end_pts - int(timeline.pts[0])) * time_base
-    fps = info["fps"] or (count / span if span > 0 else 1.0)
-    info["timestamps"] = "stream" if timeline.has_pts else "missing"
-    if not timeline.has_pts and fps > MAX_PLAUSIBLE_FPS:  # the header's rate came from the broken timestamps
-        fps = ASSUMED_FPS
-    if span <= 0:
-        span = count / fps
-    info["fps"] = float(fps)
-    info["duration"] = span
-    info["total_frames"] = count
-
-
-def _validate_frames(frames: Any) -> np.ndarray:
+def validate_frames(frames: Any) -> np.ndarray:
     if not isinstance(frames, np.ndarray):
         raise VideoError("Frames must be given as a numpy array of shape (frames, height, width, 3).")
     if frames.ndim != 4 or frames.shape[-1] != 3:
@@ -667,7 +518,7 @@ def _validate_frames(frames: Any) -> np.ndarray:
 def frames_from_array(frames: np.ndarray, fps: float = 8.0) -> SampledVideo:
     """Wrap in-memory RGB frames (T, H, W, 3, uint8) as a clip sampled at ``fps``, so callers that
     already hold pictures (webcam, generated data) take the same path as decoded files."""
-    arr = np.ascontiguousarray(_validate_frames(frames))
+    arr = np.ascontiguousarray(validate_frames(frames))
     if not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or float(fps) <= 0:
         raise VideoError(f"The frame rate must be a positive number (got {fps!r}).")
     t = arr.shape[0]
@@ -683,65 +534,3 @@ def frames_from_array(frames: np.ndarray, fps: float = 8.0) -> SampledVideo:
     )
 
 
-_CODECS = {
-    ".mp4": ("libx264", "yuv420p"),
-    ".m4v": ("libx264", "yuv420p"),
-    ".mov": ("libx264", "yuv420p"),
-    ".mkv": ("libx264", "yuv420p"),
-    ".webm": ("libvpx-vp9", "yuv420p"),
-    ".gif": ("gif", "rgb8"),
-}
-_CODEC_OPTIONS = {
-    "libx264": {"crf": "18"},
-    "libvpx-vp9": {"crf": "30", "b": "0", "deadline": "good", "cpu-used": "5"},
-}
-
-
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 8.0, codec: str | None = None) -> Path:
-    """Encode RGB frames (T, H, W, 3, uint8) to ``path``; used for synthetic data and examples.
-
-    The codec follows the extension (.mp4/.mov/.mkv: H.264, .webm: VP9, .gif: GIF with a 3-3-2 colour
-    palette) unless ``codec`` is given. Odd sizes are padded by repeating the last row/column, since
-    4:2:0 chroma needs even dimensions.
-    """
-    arr = _validate_frames(frames)
-    if not isinstance(fps, numbers.Real) or not math.isfinite(float(fps)) or float(fps) <= 0:
-        raise VideoError(f"The frame rate must be a positive number (got {fps!r}).")
-    out = Path(path)
-    ext = out.suffix.lower()
-    default_codec, pix_fmt = _CODECS.get(ext, (None, "yuv420p"))
-    codec = codec or default_codec
-    if codec is None:
-        raise VideoError(f"Cannot choose a video codec for '{ext or out.name}' files; use .mp4, .webm or .gif.")
-    if codec == "gif":
-        pix_fmt = "rgb8"
-    elif pix_fmt == "rgb8":
-        pix_fmt = "yuv420p"
-    if pix_fmt == "yuv420p" and (arr.shape[1] % 2 or arr.shape[2] % 2):
-        arr = np.pad(arr, ((0, 0), (0, arr.shape[1] % 2), (0, arr.shape[2] % 2), (0, 0)), mode="edge")
-    height, width = int(arr.shape[1]), int(arr.shape[2])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with av.open(str(out), mode="w") as container:
-            if codec == "gif":
-                # GIF delays are in centiseconds; time the frames in that unit so any fps is honoured.
-                time_base = Fraction(1, 100)
-                stream = container.add_stream(codec)
-                stream.time_base = time_base
-                stream.codec_context.time_base = time_base
-                pts_of = [round(i * 100 / float(fps)) for i in range(len(arr))]
-            else:
-                rate = Fraction(float(fps)).limit_denominator(1001)
-                stream = container.add_stream(codec, rate=rate, options=_CODEC_OPTIONS.get(codec, {}))
-                time_base = 1 / rate
-                pts_of = list(range(len(arr)))
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            for i, picture in enumerate(arr):
-                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
-                frame.pts = pts_of[i]
-                frame.time_base = time_base
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-    except _AV_ERRORS as err:
-        raise VideoError(f"Could not write the video '{out.name}' with codec {codec}: {err}") from err
-    return out

@@ -15,7 +15,6 @@ from torch import nn
 from stts_core.methods.budget import gather_groups
 from stts_core.methods.losses import group_patch_features
 
-SCORER_KINDS = ("learned", "heuristic", "random")
 # The reference implementation's initialiser range for the pooler's projections (Molmo2's ViT config).
 POOLER_INIT_STD = 0.02
 

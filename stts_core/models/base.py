@@ -49,6 +49,18 @@ class Generation:
     prefill_s: float  # the LLM's prefill only (the pipeline adds the vision stages for time to first token)
     decode_s: float  # all later tokens
     prompt_tokens: int
+    keep_mask: torch.Tensor | None = None  # (T, G) chosen inside the LLM (an llm-stage method), else None
+    visual_tokens: int | None = None  # visual tokens after the LLM's pruning layer (an llm-stage method)
+
+
+@dataclass(frozen=True)
+class LLMPrune:
+    """An llm-stage method's request to `generate`: keep `keep_tokens` visual tokens from the layer the
+    method names on (the selection is made once, at prefill)."""
+
+    method: str
+    keep_tokens: int
+    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ class SuffixGeometry:
 
 @runtime_checkable
 class VideoBackend(Protocol):
-    """What a model family provides. Implementations live one per file in this package."""
+    """What a model family provides (one folder per family under `stts_core.models`)."""
 
     name: str
     source: str  # the hub id, folder or "preset:<name>" it was built from
@@ -74,6 +86,8 @@ class VideoBackend(Protocol):
     preprocess_on_device: bool  # resize and normalise on the model's accelerator (no effect on a CPU)
     warm: bool  # set once a timed run has gone through (the first one pays one-off costs)
     model: torch.nn.Module  # the parameters training updates
+    capabilities: frozenset[str]  # optional abilities, e.g. "llm_prune" (llm-stage methods)
+    frame_unit: str  # what one row of a keep mask is: "frame", or "temporal patch" (two frames, Qwen-VL)
 
     @property
     def device(self) -> torch.device: ...
@@ -122,8 +136,9 @@ class VideoBackend(Protocol):
 
     def generate(self, inputs: PreparedInputs, visual: torch.Tensor, keep_mask: torch.Tensor | None,
                  max_new_tokens: int = 16, stop_at_eos: bool = True,
-                 llm: dict[str, torch.Tensor] | None = None) -> Generation:
-        """Greedy decoding, prefill and decoding timed apart."""
+                 llm: dict[str, torch.Tensor] | None = None, llm_prune: LLMPrune | None = None) -> Generation:
+        """Greedy decoding, prefill and decoding timed apart. ``llm_prune`` only where the backend has
+        the "llm_prune" capability."""
         ...
 
     def answer_pass(self, prompts: list[dict[str, torch.Tensor]], answers: list[str], visual: torch.Tensor,

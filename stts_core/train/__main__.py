@@ -1,5 +1,5 @@
 """`python -m stts_core.train`."""
 
-from stts_core.train.loop import main
+from stts_core.cli.train import main
 
 raise SystemExit(main())

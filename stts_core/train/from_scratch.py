@@ -18,10 +18,8 @@ import numpy as np
 import torch
 
 from stts_core.models.base import PreparedInputs
-from stts_core.pipeline.request import VisualPass
-
-VISION_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.", "temporal_token_scorer.")
-CONSTANT_PREFIXES = ("model.vision_tower.", "model.multi_modal_projector.")
+from stts_core.models.registry import ModelFamily
+from stts_core.pipeline import VisualPass
 
 Stage = tuple[int, int, int]  # (at most this many objects, frames, steps)
 
@@ -107,7 +105,8 @@ def stage_at(curriculum: list[Stage], step: int, frames: int) -> tuple[int, int]
     return 3, frames
 
 
-def set_vision_trainable(model: torch.nn.Module, trainable: bool, frozen_constants: bool = False) -> None:
+def set_vision_trainable(model: torch.nn.Module, family: ModelFamily, trainable: bool,
+                         frozen_constants: bool = False) -> None:
     """Switch gradient flow into the vision side (ViT, adapter, scorer).
 
     From scratch the LLM first fits the answer prior; if the vision side trains then, the cheapest
@@ -117,12 +116,12 @@ def set_vision_trainable(model: torch.nn.Module, trainable: bool, frozen_constan
     zero, removes that shortcut. The scorer keeps its biases trainable (it needs them to say "static").
     """
     for name, p in model.named_parameters():
-        if name.startswith(VISION_PREFIXES):
-            constant = name.startswith(CONSTANT_PREFIXES) and p.dim() == 1
+        if name.startswith(family.vision_prefixes):
+            constant = name.startswith(family.constant_prefixes) and p.dim() == 1
             p.requires_grad_(trainable and not (frozen_constants and constant))
 
 
-def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
+def clip_gradients(model: torch.nn.Module, family: ModelFamily, max_norm: float) -> None:
     """Clip the vision side (ViT, adapter, scorer) and the LLM each to `max_norm`, not jointly.
 
     The vision side's gradient can be a hundred times the LLM's (dense targets, a rescaled adapter);
@@ -130,7 +129,7 @@ def clip_gradients(model: torch.nn.Module, max_norm: float) -> None:
     vision, language = [], []
     for name, p in model.named_parameters():
         if p.grad is not None:
-            (vision if name.startswith(VISION_PREFIXES) else language).append(p)
+            (vision if name.startswith(family.vision_prefixes) else language).append(p)
     for params in (vision, language):
         if params:
             torch.nn.utils.clip_grad_norm_(params, max_norm)

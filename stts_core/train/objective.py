@@ -21,8 +21,9 @@ from typing import Protocol
 import torch
 
 from stts_core.methods.losses import AUX_LOSS_WEIGHT, logits_of, temporal_aux_loss
+from stts_core.methods.registry import get_method
 from stts_core.models.base import PreparedInputs, VideoBackend
-from stts_core.pipeline.request import VisualPass, visual_pass
+from stts_core.pipeline import VisualPass, visual_pass
 
 # Weight of the scorer-logit anchor, mean(logit^2) over frames >= 1, added to the objective (not in the
 # paper). The auxiliary MSE pulls the ~90% of groups whose target is ~0 toward score 0, a minimum at logit
@@ -52,7 +53,7 @@ def stts_loss(
     answers: list[str],
     keep_ratio: float,
     *,
-    scorer: str = "learned",
+    scorer: str | None = "learned",
     aux_weight: float = AUX_LOSS_WEIGHT,
     dense: ExtraLoss | None = None,
     seed: int = 0,
@@ -62,7 +63,7 @@ def stts_loss(
     """Task + aux_weight x aux (+ the extra term) of one clip and its questions.
 
     `prepared` holds one PreparedInputs per question of the same clip (`backend.prepare_questions`),
-    `answers` their answers. scorer "none" is the unmodified model: no scorer, no pruning, no aux
+    `answers` their answers. scorer None is the unmodified model: no scorer, no pruning, no aux
     loss (the baseline training step). `logit_l2` > 0 adds the logit anchor (LOGIT_L2) for the learned
     scorer; `aux_form` is the auxiliary loss's form (losses.AUX_LOSS_FORMS). Returns "loss" (to
     backpropagate) and, detached for logging,
@@ -70,13 +71,16 @@ def stts_loss(
     """
     if len(prepared) != len(answers) or not prepared:
         raise ValueError(f"Need one answer per prepared question, got {len(prepared)} and {len(answers)}.")
-    vp = visual_pass(backend, prepared[0], keep_ratio, scorer, seed=seed)
+    method = get_method(scorer) if scorer is not None else None
+    trained = method is not None and method.needs_weights
+    vp = visual_pass(backend, prepared[0], keep_ratio, method, seed=seed)
     prompts = [backend.llm_inputs(inputs, vp.prune) for inputs in prepared]
     hidden_layer = dense.hidden_layer if dense is not None else None
     task, llm_hidden = backend.answer_pass(prompts, answers, vp.visual, hidden_layer)
-    aux = auxiliary_loss(vp, prepared[0], aux_form) if vp.scores is not None else task.new_zeros(())
+    at_block_k = vp.scores is not None and method is not None and method.stage == "vit"
+    aux = auxiliary_loss(vp, prepared[0], aux_form) if at_block_k else task.new_zeros(())
     loss = task + aux_weight * aux
-    if logit_l2 and vp.scores is not None and scorer == "learned":
+    if logit_l2 and vp.scores is not None and trained:
         loss = loss + logit_l2 * logit_anchor(vp.scores)
     extra = task.new_zeros(())
     if dense is not None:
@@ -85,7 +89,7 @@ def stts_loss(
     parts = {"loss": loss, "task": task.detach(), "aux": aux.detach(), "dense": extra.detach(),
              "visual_rms": vp.visual.detach().float().pow(2).mean().sqrt(),
              "visual_tokens": torch.tensor(vp.visual.shape[0])}
-    if scorer == "learned" and vp.scores is not None:
+    if trained and vp.scores is not None:
         parts["score_logits"] = score_logits(vp.scores)
     return parts
 

@@ -251,7 +251,7 @@ def warm_start(source: str | Path, preset: str, out_dir: str | Path, seed: int =
     resampled to the new patch grid, and the scorer starts fresh (reference initialisation, the
     preset's width). Written with a processor for the preset's input size; `load_backend` reads it."""
     from stts_core.data.synthetic import VOCABULARY
-    from stts_core.models.molmo2.backend import load_molmo2
+    from stts_core.models.molmo2.checkpoint import load_molmo2
 
     tokenizer = build_tokenizer(VOCABULARY)
     source_vocab = PreTrainedTokenizerFast.from_pretrained(str(source)).get_vocab()

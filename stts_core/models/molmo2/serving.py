@@ -34,12 +34,11 @@ from transformers.modeling_utils import AttentionInterface
 
 from stts_core.methods.packing import PackedLayout
 from stts_core.models.base import Generation, PreparedInputs, VideoBackend
+from stts_core.models.molmo2 import PREFILL_MODES, SERVING_CHOICES
 from stts_core.timing import synchronize
 
 SPAN_ATTENTION = "stts_span_flex"
 DECODE_MODES = ("dynamic", "static", "compiled")
-PREFILL_MODES = ("sdpa", "flex")
-SERVING_CHOICES = ("eager", "static", "compiled")  # the bench's --serving: eager = the stock loop
 FLEX_BLOCK = 128
 _compiled_flex: Callable[..., Any] | None = None
 
@@ -457,16 +456,3 @@ def _probe_impl(impl: str, layer: torch.nn.Module, tokens: torch.Tensor, qkv: tu
 
 
 # ------------------------------------------------------------------------- the bench with serving
-def roofline_table(report: dict[str, Any]) -> str:
-    """Prefill MFU and decode bandwidth utilisation per cell and run (medians), when the bench measured them."""
-    lines = [f"{'frames':>6} {'keep':>5} {'run':>8} {'prompt':>7} {'prefill ms':>11} {'TFLOP':>7} {'MFU':>6}"
-             f" {'dec/tok ms':>11} {'GB/step':>8} {'BW util':>8}"]
-    for cell in report.get("cells", []):
-        for run in ("baseline", "stts"):
-            row = (cell.get("stages_s") or {}).get(run)
-            if not row or "prefill_mfu" not in row:
-                continue
-            lines.append(f"{cell['frames']:>6} {cell['keep']:>5.2f} {run:>8} {row['prompt_tokens']:>7.0f}"
-                         f" {row['llm_prefill'] * 1e3:>11.1f} {row['prefill_tflops']:>7.1f} {row['prefill_mfu']:>6.1%}"
-                         f" {row['decode_per_token'] * 1e3:>11.2f} {row['decode_gb']:>8.2f} {row['decode_bw_util']:>8.1%}")
-    return "\n".join(lines) if len(lines) > 1 else "(no roofline figures: the device has no peak table entry)"
