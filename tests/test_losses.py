@@ -32,7 +32,7 @@ def numpy_cos(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_aux_loss_equals_an_independent_numpy_computation(seed):
-    """STTS_SPEC "Training signal" with loops: f = the group's patch vectors concatenated (padded slots
+    """docs/method.md "Training signal" with loops: f = the group's patch vectors concatenated (padded slots
     left out, which adds nothing to dot products or norms) and L2-normalised; mean over frames t >= 1 and
     groups of (s(t, g) - (1 - cos(f(t-1, g), f(t, g))))^2."""
     rng = np.random.default_rng(seed)

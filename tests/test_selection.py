@@ -299,7 +299,7 @@ def test_attention_bias_range_extremes_and_broadcast():
 
 
 def reference_bias(scores: np.ndarray, groups: np.ndarray, num_patches: int) -> np.ndarray:
-    """STTS_SPEC step 4 written out with loops: per frame t >= 1, s' = e^-2 + (1 - e^-2) * (s - min) / (max - min)
+    """docs/method.md step 4 written out with loops: per frame t >= 1, s' = e^-2 + (1 - e^-2) * (s - min) / (max - min)
     (1 when the frame's scores are all equal), log(s') added to every patch the group covers; frame 0 gets 0."""
     bias = np.zeros((scores.shape[0], num_patches))
     for t in range(1, scores.shape[0]):

@@ -8,13 +8,9 @@ import torch.nn.functional as F
 from stts_core.methods.budget import gather_groups
 
 AUX_LOSS_WEIGHT = 0.5
-# "mse" is the paper's auxiliary loss. "bce" (binary cross-entropy against the same soft target) has the
-# same minimiser, score = the expected redundancy, because both are proper scoring rules; but its gradient
-# on the scorer's logit is (score - target), which does not vanish when the sigmoid saturates. With MSE
-# the gradient is 2 (score - target) score (1 - score): once the ~90% of groups whose target is ~0 have
-# pushed the shared output bias down, the few changing groups pass no gradient either (measured on the
-# 168 px built-in model, scorer fitted alone on 1600 rich-world clips: MSE collapses to one constant
-# score within 50 steps; BCE reaches correlation 0.77 with the target and OOD AUC 0.88 in 400 steps).
+# "mse" is the paper's auxiliary loss; "bce" has the same minimiser (both are proper scoring rules) and a
+# gradient on the logit, (score - target), that does not vanish as the sigmoid saturates
+# (docs/training-notes.md has the measurements).
 AUX_LOSS_FORMS = ("mse", "bce")
 # Scores are recovered as logits down to about -87 (float32 and bfloat16 alike); the top end saturates near
 # +16 (float32) or +5.5 (bfloat16).

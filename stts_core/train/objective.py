@@ -1,4 +1,4 @@
-"""The STTS training objective, as STTS_SPEC.md states it ("Training signal"):
+"""The STTS training objective, as docs/method.md states it ("Training signal"):
 
     loss = task + 0.5 x aux
 
@@ -25,13 +25,8 @@ from stts_core.methods.registry import get_method
 from stts_core.models.base import PreparedInputs, VideoBackend
 from stts_core.pipeline import VisualPass, visual_pass
 
-# Weight of the scorer-logit anchor, mean(logit^2) over frames >= 1, added to the objective (not in the
-# paper). The auxiliary MSE pulls the ~90% of groups whose target is ~0 toward score 0, a minimum at logit
-# minus infinity whose gradient vanishes only as e^logit; AdamW's normalised steps keep moving anyway.
-# Measured (scripts/diagnose_saturation.py: the built-in model with a fresh scorer, 80 steps at lr 2e-3):
-# median logit -68 with the paper's loss, -50 with the auxiliary loss alone, -0.1 with the task loss
-# alone, -328 without the stop-gradient, -197 with the target floored at sigmoid(-6), exactly -6 for every
-# static group (ties) with a 6 tanh(logit / 6) bound; -2.3 with this anchor at 1e-4 (-8 at 1e-5).
+# Weight of the scorer-logit anchor, mean(logit^2) over frames >= 1 (not in the paper): it keeps the
+# auxiliary MSE from driving the static groups' logits toward minus infinity (docs/training-notes.md).
 LOGIT_L2 = 1e-4
 
 

@@ -247,8 +247,7 @@ class Molmo2Backend:
     def learned_scores(self, state: ViTState, inputs: PreparedInputs) -> torch.Tensor:
         """The scorer on block k's features. As in the reference implementation, gradient flows from
         the scores (auxiliary loss, attention bias) back into ViT blocks 0..k; the checkpoint setting
-        `stts.detach_scorer_input` puts a stop-gradient there instead (measured in
-        scripts/diagnose_saturation.py: it is not what drives the scorer into saturation)."""
+        `stts.detach_scorer_input` puts a stop-gradient there instead (docs/training-notes.md)."""
         features = state.hidden.detach() if self._stts_option("detach_scorer_input", False) else state.hidden
         return self.model.temporal_token_scorer(features, inputs.groups)
 
