@@ -12,7 +12,7 @@ import torch
 
 from stts_core.data.sampling import uniform_subset
 from stts_core.data.video import SampledVideo, VideoFile, VideoLimits, decoding_notes, open_video
-from stts_core.methods.budget import kept_group_count, validate_keep_ratio
+from stts_core.methods.budget import kept_group_count
 from stts_core.methods.frames import frame_keep_mask, frame_positions
 from stts_core.methods.registry import Method, get_method
 from stts_core.models.base import LLMPrune, PreparedInputs, VideoBackend
@@ -173,7 +173,6 @@ def run(
     The video is opened once and each distinct frame count decoded once: the baseline and the pruned
     run share the decoded frames (and each run's ``decode_video`` is the time those frames took)."""
     settings = (settings or RunSettings()).validated()
-    validate_keep_ratio(settings.keep_ratio)
     question = validate_question(question)
     scorer, notes = resolve_scorer(backend, settings.scorer)
     source = FrameSource(video, limits or VideoLimits())
