@@ -28,7 +28,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from stts_core.methods.budget import groups_to_patch_mask
 from stts_core.methods.packing import PackedLayout, pack, packed_attention, refill_lonely_frames, unpack
-from stts_core.models.base import Generation, PreparedInputs, SuffixGeometry, ViTState
+from stts_core.models.base import Generation, LLMPrune, PreparedInputs, SuffixGeometry, ViTState
+from stts_core.models.molmo2.llm_prune import generate_pruned
 from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings
 from stts_core.timing import synchronize
 
@@ -41,7 +42,7 @@ class Molmo2Backend:
     """Runs one Molmo2 model stage by stage so STTS can prune between the stages."""
 
     name = "molmo2"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"llm_prune"})  # llm-stage methods: molmo2/llm_prune.py
     frame_unit = "frame"
 
     def __init__(
@@ -348,8 +349,13 @@ class Molmo2Backend:
         max_new_tokens: int = 16,
         stop_at_eos: bool = True,
         llm: dict[str, torch.Tensor] | None = None,
+        llm_prune: LLMPrune | None = None,
     ) -> Generation:
-        """Greedy decoding with the KV cache, timing prefill (first token) and decoding apart."""
+        """Greedy decoding with the KV cache, timing prefill (first token) and decoding apart. With
+        ``llm_prune`` an llm-stage method prunes inside the LLM at prefill (`llm_prune.generate_pruned`;
+        the opt-in serving paths do not apply to it)."""
+        if llm_prune is not None:
+            return generate_pruned(self, inputs, visual, llm_prune, max_new_tokens, stop_at_eos, llm)
         if self.serving is not None:
             return self.serving.generate(self, inputs, visual, keep_mask, max_new_tokens, stop_at_eos, llm)
         llm = llm if llm is not None else self.llm_inputs(inputs, keep_mask)
