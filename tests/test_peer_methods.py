@@ -357,3 +357,106 @@ def test_every_peer_method_runs_on_every_family(family_backend: VideoBackend, me
     assert result.stts.visual_tokens == int(result.keep_mask.sum()) == kept_group_count(t, g, 0.5)
     assert result.stts.vit_tokens == result.baseline.vit_tokens
     assert result.stts.vit_suffix_tokens == result.baseline.vit_suffix_tokens
+
+
+# ---------------------------------------------------------------------------------------------------- analysis
+
+
+def _examples(folder: Path) -> list:
+    from stts_core.data.tables import Example
+    from stts_core.data.video_encode import write_video
+
+    out = []
+    for i, seed in enumerate((4_000_010, 4_000_011)):
+        clip = make_clip(seed, num_frames=4, size=84)
+        path = folder / f"clip{i}.mp4"
+        write_video(path, clip.frames, fps=4.0)
+        for j, qa in enumerate(clip.qas[:2]):
+            out.append(Example(id=f"e{i}{j}", index=len(out), video=path.name, path=path, question=qa.question,
+                               answer=qa.answer, type=qa.qtype))
+    return out
+
+
+def test_analysis_runs_every_method_on_the_same_videos_with_a_method_view(micro_backend: VideoBackend,
+                                                                          tmp_path: Path) -> None:
+    from stts_core.analysis.records import AnalysisSettings
+    from stts_core.analysis.runner import run_analysis
+
+    scorers = ("learned", "evs", "vidcom2", "divprune", "fastv", "frames")
+    settings = AnalysisSettings(keeps=(0.5, 0.25), scorers=scorers, num_frames=4, max_new_tokens=2)
+    result = run_analysis(micro_backend, _examples(tmp_path), settings, out_dir=tmp_path / "out")
+    assert not result.failed and len(result.rows) == 4 * (1 + 2 * len(scorers))
+    base = {r["id"]: r for r in result.rows if r["setting"] == "baseline"}
+    for r in result.rows:
+        if r["scorer"] in ("evs", "vidcom2", "divprune", "fastv"):
+            b = base[r["id"]]
+            assert r["visual_tokens"] == r["kept_groups"] == kept_group_count(4, b["total_groups"] // 4, r["keep"])
+            assert r["vit_tokens"] == b["vit_tokens"] and r["vit_suffix_tokens"] == b["vit_suffix_tokens"]
+            assert "vit_prefix" in r["shared_stages"] and "vit_suffix" in r["shared_stages"]
+        if r["scorer"] == "learned":
+            assert r["vit_suffix_tokens"] < base[r["id"]]["vit_suffix_tokens"]
+    report = (tmp_path / "out" / "report.html").read_text()
+    assert "Methods side by side" in report and "Where the methods disagree with each other" in report
+    assert "Same answer as each other, keep 0.25" in report
+
+
+def _row(example: str, scorer: str, keep: float, answer: str, gold: str = "yes", **extra: object) -> dict:
+    setting = "baseline" if scorer == "baseline" else f"{scorer}@{keep:g}"
+    timings = {"vit_prefix": 0.01, "scoring": 0.0, "vit_suffix": 0.02, "connector": 0.001, "llm_prefill": 0.005,
+               "decoding": 0.1, "decode_video": 1.0, "preprocess": 1.0}
+    return {"id": example, "index": int(example[1:]), "setting": setting, "scorer": scorer, "keep": keep,
+            "answer": answer, "gold": gold, "question": "q ?", "correct": answer == gold, "error": None,
+            "visual_tokens": 8, "vit_tokens": 100, "vit_suffix_tokens": 50, "timings_s": timings, **extra}
+
+
+def test_method_metrics_by_hand() -> None:
+    from stts_core.analysis.metrics import method_costs, method_disagreements, pairwise_agreement
+
+    rows = [_row("e0", "baseline", 1.0, "yes"), _row("e1", "baseline", 1.0, "no"),
+            _row("e0", "evs", 0.5, "yes"), _row("e1", "evs", 0.5, "no"),
+            _row("e0", "fastv", 0.5, "no"), _row("e1", "fastv", 0.5, "no"),
+            _row("e0", "divprune", 0.5, "yes"), _row("e1", "divprune", 0.5, "maybe"),
+            _row("e0", "evs", 0.2, "yes"), _row("e0", "fastv", 0.2, "Yes."), {**_row("e1", "evs", 0.2, ""), "error": "x"}]
+    names, matrix = pairwise_agreement(rows, 0.5)
+    assert names == ["evs", "fastv", "divprune"]
+    assert matrix[0] == [1.0, 0.5, 0.5] and matrix[1][2] == 0.0 and matrix[2][1] == 0.0
+    assert pairwise_agreement(rows, 0.2)[1] == [[1.0, 1.0], [1.0, 1.0]]  # "Yes." and "yes" agree; errors left out
+    items = method_disagreements(rows)
+    assert [(i["id"], i["keep"]) for i in items] == [("e0", 0.5), ("e1", 0.5)]
+    assert items[0]["split"] and not items[1]["split"]  # e0: evs right, fastv wrong; e1: every answer wrong
+    assert items[1]["answers"] == {"evs": "no", "fastv": "no", "divprune": "maybe"}
+    costs = {c["setting"]: c for c in method_costs(rows)}
+    assert costs["evs@0.5"]["n"] == 2 and costs["evs@0.2"]["n"] == 1
+    assert costs["evs@0.5"]["ttft_s"] == pytest.approx(0.036) and costs["evs@0.5"]["vit_s"] == pytest.approx(0.031)
+    assert costs["evs@0.5"]["prefill_s"] == pytest.approx(0.005)
+
+
+# ---------------------------------------------------------------------------------------------------- bench
+
+
+def test_bench_reports_every_method_against_the_baseline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from stts_core.cli.bench import main
+
+    out = tmp_path / "bench.json"
+    assert main(["--preset", "micro", "--frames", "4", "--keep", "0.5", "--scorer", "learned", "evs", "fastv",
+                 "--repeats", "1", "--new-tokens", "2", "--threads", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ViT tok blk0/after" in text and all(f" {m} " in text for m in ("learned", "evs", "fastv"))
+    report = json.loads(out.read_text())
+    assert report["settings"]["scorers_used"] == ["learned", "evs", "fastv"]
+    cell = report["cells"][0]
+    methods = {m["method"]: m for m in cell["methods"]}
+    base_suffix = cell["vit_suffix_tokens"][0]
+    assert [m["method"] for m in cell["methods"]] == ["learned", "evs", "fastv"]
+    assert {m["visual_tokens"] for m in methods.values()} == {8} and cell["visual_tokens"] == [16, 8]
+    assert methods["learned"]["vit_suffix_tokens"] < base_suffix  # only STTS saves inside the ViT
+    assert methods["evs"]["vit_suffix_tokens"] == methods["fastv"]["vit_suffix_tokens"] == base_suffix
+    assert methods["evs"]["stages_s"]["packing"] == 0 and methods["learned"]["stages_s"]["packing"] > 0
+    for m in methods.values():
+        assert m["ttft_speedup"] == pytest.approx(cell["stages_s"]["baseline"]["ttft"] / m["ttft_s"])
+    assert methods["learned"]["ttft_s"] == cell["stts_ttft_s"]
+    with pytest.raises(SystemExit) as info:
+        main(["--preset", "micro", "--train", "--scorer", "learned", "evs"])
+    assert info.value.code == 2

@@ -32,6 +32,7 @@ from stts_core.analysis import roofline
 from stts_core.data.video import SampledVideo, frames_from_array
 from stts_core.methods.budget import groups_to_patch_mask, kept_group_count
 from stts_core.methods.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
+from stts_core.methods.registry import get_method
 from stts_core.models.base import PreparedInputs, VideoBackend
 from stts_core.pipeline import TTFT_STAGES, ModelRun, RunSettings, VisualPass, resolve_scorer, run_model
 from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, synchronize
@@ -42,7 +43,7 @@ INFERENCE_STAGES = ("preprocess", *TTFT_STAGES, "decoding", "decode_per_token", 
 TRAIN_STAGES = ("forward", "backward", "step")
 INFERENCE_CELL_KEYS = ("frames", "keep", "ttft_speedup", "e2e_speedup", "overhead_pct", "ttft_delta_pct",
                        "baseline_ttft_s", "stts_ttft_s", "baseline_e2e_s", "stts_e2e_s", "visual_tokens",
-                       "vit_suffix_tokens", "peak_mem_gb", "stages_s", "repeats", "error")
+                       "vit_suffix_tokens", "peak_mem_gb", "stages_s", "methods", "repeats", "error")
 TRAIN_CELL_KEYS = ("frames", "keep", "step_speedup", "baseline_step_s", "stts_step_s", "visual_tokens",
                    "peak_mem_gb", "stages_s", "repeats", "error")
 STAGE_LABELS = {"preprocess": "preproc", "vit_prefix": "vit_pre", "vit_suffix": "vit_suf", "connector": "connect",
@@ -63,6 +64,10 @@ class BenchConfig:
     new_tokens: int = 8
     seed: int = 0
     grad_checkpoint: bool = False
+    scorers: tuple[str, ...] = ()  # every method to compare with the baseline (inference); empty: just `scorer`
+
+    def methods(self) -> list[str]:
+        return list(dict.fromkeys(self.scorers or (self.scorer,)))
 
 
 def _log(line: str) -> None:
@@ -185,32 +190,57 @@ def _free_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
-                   scorer: str) -> dict[str, Any]:
-    """Baseline and STTS alternating on one clip; medians of `cfg.repeats` timed pairs."""
-    settings = RunSettings(keep_ratio=keep, scorer=scorer, num_frames=int(video.frames.shape[0]),
+def _alternating_runs(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
+                      names: Sequence[str]) -> dict[str, dict[str, list]]:
+    """Baseline, then each method, repeated: per run name the timed records, peaks and token counts."""
+    settings = RunSettings(keep_ratio=keep, scorer=names[0], num_frames=int(video.frames.shape[0]),
                            max_new_tokens=cfg.new_tokens, seed=cfg.seed, stop_at_eos=False)
-    base_runs: list[dict[str, float]] = []
-    stts_runs: list[dict[str, float]] = []
-    peaks: tuple[list[float | None], list[float | None]] = ([], [])
-    tokens = suffix = (0, 0)
+    out: dict[str, dict[str, list]] = {n: {"records": [], "peaks": [], "tokens": []} for n in ("baseline", *names)}
     with torch.inference_mode():
         for i in range(cfg.warmup + cfg.repeats):
             base, _, _ = run_model(backend, video, question, 1.0, None, settings)
-            stts, vp, inputs = run_model(backend, video, question, keep, scorer, settings)
-            packing_s = packing_cost(backend, vp, inputs)
-            del vp, inputs  # the next baseline run's peak memory must not include them
-            if len(base.token_ids) != len(stts.token_ids):
-                raise RuntimeError("The two runs generated different numbers of tokens.")
+            measured = [("baseline", base, 0.0)]
+            for name in names:
+                run, vp, inputs = run_model(backend, video, question, keep, name, settings)
+                # Packing happens only where a vit-stage method shortened the ViT's later blocks.
+                packing_s = packing_cost(backend, vp, inputs) if get_method(name).stage == "vit" else 0.0
+                del vp, inputs  # the next baseline run's peak memory must not include them
+                if len(base.token_ids) != len(run.token_ids):
+                    raise RuntimeError("The two runs generated different numbers of tokens.")
+                measured.append((name, run, packing_s))
             if i < cfg.warmup:
                 continue
-            base_runs.append(inference_record(backend, base, 0.0))
-            stts_runs.append(inference_record(backend, stts, packing_s))
-            peaks[0].append(base.peak_mem_gb)
-            peaks[1].append(stts.peak_mem_gb)
-            tokens = (base.visual_tokens, stts.visual_tokens)
-            suffix = (base.vit_suffix_tokens, stts.vit_suffix_tokens)
-    b, s = _medians(base_runs), _medians(stts_runs)
+            for name, run, packing_s in measured:
+                out[name]["records"].append(inference_record(backend, run, packing_s))
+                out[name]["peaks"].append(run.peak_mem_gb)
+                out[name]["tokens"] = [run.vit_tokens, run.vit_suffix_tokens, run.visual_tokens]
+    return out
+
+
+VISION_STAGES = ("vit_prefix", "scoring", "vit_suffix", "connector")  # the ViT side of TTFT
+
+
+def method_entry(name: str, b: dict[str, float], s: dict[str, float], tokens: list[int],
+                 peak: float | None) -> dict[str, Any]:
+    """One method against the baseline in one cell: TTFT, and where it saved (ViT side or LLM prefill)."""
+    vision_b, vision_s = sum(b[k] for k in VISION_STAGES), sum(s[k] for k in VISION_STAGES)
+    return {"method": name, "stage": get_method(name).stage, "ttft_s": s["ttft"], "e2e_s": s["e2e"],
+            "ttft_speedup": b["ttft"] / max(s["ttft"], 1e-12), "e2e_speedup": b["e2e"] / max(s["e2e"], 1e-12),
+            "vision_s": vision_s, "vision_saved_s": vision_b - vision_s, "llm_prefill_s": s["llm_prefill"],
+            "llm_prefill_saved_s": b["llm_prefill"] - s["llm_prefill"], "vit_tokens": tokens[0],
+            "vit_suffix_tokens": tokens[1], "visual_tokens": tokens[2], "peak_mem_gb": peak, "stages_s": s}
+
+
+def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
+                   scorer: str | Sequence[str]) -> dict[str, Any]:
+    """The baseline and each method alternating on one clip (B M1 M2 .. B M1 M2 ..); medians of
+    `cfg.repeats` timed rounds. The cell's top-level figures ("stts") are the first method's; `methods`
+    holds every method's TTFT against the baseline, its ViT-side and LLM-side savings and its tokens."""
+    names = [scorer] if isinstance(scorer, str) else list(scorer)
+    runs = _alternating_runs(backend, video, question, keep, cfg, names)
+    medians = {n: _medians(r["records"]) for n, r in runs.items()}
+    b, s = medians["baseline"], medians[names[0]]
+    base_tokens, first_tokens = runs["baseline"]["tokens"], runs[names[0]]["tokens"]
     return {
         "frames": int(video.frames.shape[0]),
         "keep": keep,
@@ -222,11 +252,12 @@ def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, ke
         "stts_ttft_s": s["ttft"],
         "baseline_e2e_s": b["e2e"],
         "stts_e2e_s": s["e2e"],
-        "visual_tokens": list(tokens),
-        "vit_suffix_tokens": list(suffix),
-        "peak_mem_gb": [_peak(peaks[0]), _peak(peaks[1])],
+        "visual_tokens": [base_tokens[2], first_tokens[2]],
+        "vit_suffix_tokens": [base_tokens[1], first_tokens[1]],
+        "peak_mem_gb": [_peak(runs["baseline"]["peaks"]), _peak(runs[names[0]]["peaks"])],
         "stages_s": {"baseline": b, "stts": s},
-        "repeats": len(base_runs),
+        "methods": [method_entry(n, b, medians[n], runs[n]["tokens"], _peak(runs[n]["peaks"])) for n in names],
+        "repeats": len(runs["baseline"]["records"]),
         "error": None,
     }
 
@@ -304,8 +335,14 @@ def run_bench(backend: VideoBackend, cfg: BenchConfig, log: Callable[[str], None
               on_cell: Callable[[list[dict[str, Any]]], None] | None = None) -> tuple[list[dict[str, Any]], str, list[str]]:
     """Every (frames, keep) cell in order; a cell that fails (out of memory, say) is recorded with its error.
 
-    `on_cell` sees the cells so far after each one, so a long run that is stopped keeps what it measured."""
-    scorer, notes = resolve_scorer(backend, cfg.scorer)
+    `on_cell` sees the cells so far after each one, so a long run that is stopped keeps what it measured.
+    Several methods (`cfg.scorers`, inference only) run in each cell, each after the same baseline."""
+    used = [resolve_scorer(backend, name) for name in cfg.methods()]
+    names = list(dict.fromkeys(u[0] for u in used))
+    notes = list(dict.fromkeys(n for u in used for n in u[1]))
+    scorer = names[0]
+    if cfg.train and len(names) > 1:
+        raise ValueError("A training-step benchmark compares one method with the baseline.")
     device = backend.device
     cells: list[dict[str, Any]] = []
     for frames in cfg.frames:
@@ -318,7 +355,7 @@ def run_bench(backend: VideoBackend, cfg: BenchConfig, log: Callable[[str], None
                 if cfg.train:
                     cell = train_cell(backend, clip, question, answer, keep, cfg, scorer)
                 else:
-                    cell = inference_cell(backend, video, question, keep, cfg, scorer)
+                    cell = inference_cell(backend, video, question, keep, cfg, scorer if len(names) == 1 else names)
             except torch.OutOfMemoryError as err:
                 cell = _error_cell(frames, keep, TRAIN_CELL_KEYS if cfg.train else INFERENCE_CELL_KEYS, err)
             except Exception as err:  # one broken cell must not lose the others of a long GPU run
@@ -355,7 +392,7 @@ def format_table(report: dict[str, Any]) -> str:
     cells = report["cells"]
     train = report["mode"] == "train"
     lines = [f"device: {report['device']}   {_source(report)}   mode: {report['mode']}"
-             f"   scorer: {report['settings']['scorer_used']}"]
+             f"   scorer: {', '.join(report['settings'].get('scorers_used') or [report['settings']['scorer_used']])}"]
     if train:
         lines.append(f"{'frames':>6} {'keep':>5} {'tokens base->STTS':>18} {'step base ms':>13} {'step STTS ms':>13}"
                      f" {'speedup':>8} {'peak GB':>10}")
@@ -376,17 +413,49 @@ def format_table(report: dict[str, Any]) -> str:
                          f" {over:>9} {_gb(c['peak_mem_gb'] or []):>10}" + (f"  {c['error']}" if c["error"] else ""))
         stages = INFERENCE_STAGES
     lines.append("")
-    lines.append(f"{'frames':>6} {'keep':>5} {'run':>8} " + " ".join(f"{STAGE_LABELS.get(s, s):>10}" for s in stages))
+    lines.append(f"{'frames':>6} {'keep':>5} {'run':>9} " + " ".join(f"{STAGE_LABELS.get(s, s):>10}" for s in stages))
     for c in cells:
         if c["error"]:
             continue
-        for run in ("baseline", "stts"):
-            row = c["stages_s"][run]
-            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {run:>8} " + " ".join(f"{_ms(row[s]):>10}" for s in stages))
-    lines.append(f"(medians of {report['settings']['repeats']} alternating pairs after "
-                 f"{report['settings']['warmup']} warm-up pair(s); milliseconds)")
+        for run, row in _stage_rows(c):
+            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {run:>9} " + " ".join(f"{_ms(row[s]):>10}" for s in stages))
+    lines.append(f"(medians of {report['settings']['repeats']} alternating rounds after "
+                 f"{report['settings']['warmup']} warm-up round(s); milliseconds)")
     if not train:
-        lines += ["", roofline.roofline_table(report)]
+        lines += ["", methods_table(cells), "", roofline.roofline_table(report)]
+    return "\n".join(lines)
+
+
+def _stage_rows(cell: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """(run name, stage medians): baseline and stts, or baseline and every method when several ran."""
+    methods = cell.get("methods") or []
+    if len(methods) > 1:
+        return [("baseline", cell["stages_s"]["baseline"]), *((m["method"], m["stages_s"]) for m in methods)]
+    return [(run, cell["stages_s"][run]) for run in ("baseline", "stts")]
+
+
+def methods_table(cells: Sequence[dict[str, Any]]) -> str:
+    """TTFT of every method against the baseline, per cell, with where each saved: ViT-side tokens and
+    time (only a vit-stage method prunes inside the ViT) and the LLM's visual tokens and prefill time."""
+    lines = [f"{'frames':>6} {'keep':>5} {'method':>9} {'stage':>7} {'ViT tok blk0/after':>19} {'LLM tok':>8}"
+             f" {'TTFT ms':>9} {'TTFT':>7} {'ViT-side ms':>12} {'saved':>8} {'prefill ms':>11} {'saved':>8}"]
+    for c in cells:
+        if c["error"] or not c.get("methods"):
+            continue
+        b = c["stages_s"]["baseline"]
+        vision_b = sum(b[k] for k in VISION_STAGES)
+        base_tok = f"{c['vit_suffix_tokens'][0]}"
+        lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {'baseline':>9} {'-':>7} {base_tok + '/' + base_tok:>19}"
+                     f" {c['visual_tokens'][0]:>8} {_ms(b['ttft']):>9} {'1.00x':>7} {_ms(vision_b):>12} {'-':>8}"
+                     f" {_ms(b['llm_prefill']):>11} {'-':>8}")
+        for m in c["methods"]:
+            tok = f"{m['vit_tokens']}/{m['vit_suffix_tokens']}"
+            lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {m['method']:>9} {m['stage']:>7} {tok:>19}"
+                         f" {m['visual_tokens']:>8} {_ms(m['ttft_s']):>9} {_x(m['ttft_speedup']):>7}"
+                         f" {_ms(m['vision_s']):>12} {_ms(m['vision_saved_s']):>8} {_ms(m['llm_prefill_s']):>11}"
+                         f" {_ms(m['llm_prefill_saved_s']):>8}")
+    lines.append("(TTFT per method against the baseline, medians; ViT tokens: patches through ViT block 0 / through "
+                 "each block after the pruning point; saved: baseline minus method, milliseconds)")
     return "\n".join(lines)
 
 
@@ -425,6 +494,9 @@ def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend
         "settings": {
             "frames": list(args.frames), "keeps": list(args.keep), "repeats": args.repeats, "warmup": args.warmup,
             "scorer": args.scorer, "scorer_used": scorer_used, "new_tokens": args.max_new_tokens,
+            "scorers": list(getattr(args, "scorers", [args.scorer])),
+            "scorers_used": list(dict.fromkeys(resolve_scorer(backend, n)[0]
+                                               for n in getattr(args, "scorers", [args.scorer]))),
             "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": args.seed,
             "attention": resolve_backend(args.attention_impl, backend.device), "grad_checkpoint": args.grad_checkpoint,
             "preprocess_on": "cpu" if args.cpu_preprocess or backend.device.type == "cpu" else str(backend.device),

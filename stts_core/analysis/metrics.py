@@ -46,7 +46,7 @@ def flagged(rows: Iterable[dict[str, Any]]) -> bool:
 
 SUMMARY_FIELDS = ("setting", "scorer", "keep", "type", "n", "failed", "with_gold", "correct", "accuracy", "agree",
                   "agreement", "no_answer", "right_to_wrong", "wrong_to_right", "visual_tokens", "kept_fraction",
-                  "no_spread", "model_s")
+                  "no_spread", "model_s", "benchmark", "group", "drop")  # the last three: benchmark cells
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -128,3 +128,87 @@ def flips(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+
+
+# ------------------------------------------------------------------------------------- methods side by side
+
+VIT_SIDE_STAGES = ("vit_prefix", "scoring", "vit_suffix", "connector")  # the vision side of TTFT
+
+
+def _ok(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if not r.get("error")]
+
+
+def method_costs(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per setting, in row order: tokens through ViT block 0 and through the blocks after the
+    pruning point, tokens into the LLM, and the mean TTFT split into its vision side and LLM prefill.
+
+    Only a vit-stage method lowers the ViT figures; every other method runs the full ViT and saves in
+    the LLM only (FastV: the tokens after its pruning layer)."""
+    from stts_core.pipeline.stages import TTFT_STAGES, total
+
+    out: dict[str, dict[str, Any]] = {}
+    for r in _ok(rows):
+        out.setdefault(r["setting"], {"setting": r["setting"], "scorer": r["scorer"], "keep": r["keep"], "rows": []})
+        out[r["setting"]]["rows"].append(r)
+    lines = []
+    for line in out.values():
+        mine = line.pop("rows")
+        line.update(n=len(mine), vit_tokens=_mean([r.get("vit_tokens") or 0 for r in mine]),
+                    vit_suffix_tokens=_mean([r.get("vit_suffix_tokens") or 0 for r in mine]),
+                    visual_tokens=_mean([r["visual_tokens"] for r in mine]),
+                    ttft_s=_mean([total(r["timings_s"], TTFT_STAGES) for r in mine]),
+                    vit_s=_mean([total(r["timings_s"], VIT_SIDE_STAGES) for r in mine]),
+                    prefill_s=_mean([float(r["timings_s"].get("llm_prefill", 0.0)) for r in mine]))
+        lines.append(line)
+    return lines
+
+
+def _answers_by_method(rows: Sequence[dict[str, Any]], keep: float) -> dict[str, dict[str, str]]:
+    """scorer -> example id -> answer, for the pruned rows at one keep ratio."""
+    out: dict[str, dict[str, str]] = {}
+    for r in _ok(rows):
+        if r["setting"] != BASELINE and float(r["keep"]) == float(keep):
+            out.setdefault(r["scorer"], {})[r["id"]] = r["answer"]
+    return out
+
+
+def pairwise_agreement(rows: Sequence[dict[str, Any]], keep: float) -> tuple[list[str], list[list[float | None]]]:
+    """Methods at one keep ratio and the share of examples on which each pair gives the same answer
+    (the agreement rule: equal normalised text, an empty answer never agrees)."""
+    from stts_core.pipeline.agreement import answers_agree
+
+    answers = _answers_by_method(rows, keep)
+    names = list(answers)
+    matrix: list[list[float | None]] = []
+    for a in names:
+        line: list[float | None] = []
+        for b in names:
+            shared = sorted(set(answers[a]) & set(answers[b]))
+            line.append(_mean([float(answers_agree(answers[a][i], answers[b][i])) for i in shared]))
+        matrix.append(line)
+    return names, matrix
+
+
+def method_disagreements(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Examples and keep ratios where the methods do not all give the same answer (whatever the baseline
+    said): each with every method's answer and correctness, the baseline's answer, and ``split`` True when
+    some method is right and another wrong. Splits first, then the smallest keep ratio first, then by example."""
+    from stts_core.pipeline.agreement import normalize_answer
+
+    base = {r["id"]: r for r in _ok(rows) if r["setting"] == BASELINE}
+    cells: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for r in _ok(rows):
+        if r["setting"] != BASELINE:
+            cells.setdefault((r["id"], float(r["keep"])), []).append(r)
+    out = []
+    for (example, keep), mine in cells.items():
+        if len(mine) < 2 or len({normalize_answer(r["answer"]) for r in mine}) < 2:
+            continue
+        correct = {r["scorer"]: r.get("correct") for r in mine}
+        known = [c for c in correct.values() if c is not None]
+        out.append({"id": example, "keep": keep, "index": mine[0].get("index") or 0, "question": mine[0]["question"],
+                    "gold": mine[0].get("gold"), "baseline": (base.get(example) or {}).get("answer"),
+                    "answers": {r["scorer"]: r["answer"] for r in mine}, "correct": correct,
+                    "split": bool(known) and any(known) and not all(known)})
+    return sorted(out, key=lambda d: (not d["split"], d["keep"], d["index"], str(d["id"])))

@@ -16,7 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from stts_core.analysis.metrics import flips
+from stts_core.analysis.bench_tables import html_tables
+from stts_core.analysis.metrics import flips, method_costs, method_disagreements, pairwise_agreement
 from stts_core.analysis.records import BASELINE, Analysis, Thumb, decode_mask
 from stts_core.analysis.store import load_thumb
 from stts_core.methods.registry import get_method
@@ -24,6 +25,7 @@ from stts_core.methods.registry import get_method
 DIM = 0.3  # brightness of a pruned group in a thumbnail
 GAP = 2  # pixels between thumbnail tiles
 MAX_GALLERY = 60
+MAX_DISAGREEMENTS = 40  # examples listed in the method-vs-method view (all are in results.jsonl)
 KIND_TEXT = {"right_to_wrong": "baseline right -> pruned wrong", "wrong_to_right": "baseline wrong -> pruned right",
              "changed": "answer changed"}
 
@@ -228,6 +230,111 @@ def gallery(items: Sequence[dict[str, Any]], thumb_of: Callable[[str], Thumb | N
     return note + "<div class=gallery>" + "\n".join(_card(f, thumb_of(str(f["row"]["id"]))) for f in shown) + "</div>"
 
 
+# ------------------------------------------------------------------------------------------- methods
+
+
+def _stage(name: str) -> str:
+    try:
+        return get_method(name).stage
+    except ValueError:
+        return "-"
+
+
+def _methods_and_keeps(summary: Sequence[dict[str, Any]]) -> tuple[list[str], list[float]]:
+    cells = [c for c in _overall(summary) if c["scorer"] != BASELINE]
+    return (list(dict.fromkeys(c["scorer"] for c in cells)),
+            sorted({float(c["keep"]) for c in cells}, reverse=True))
+
+
+def method_accuracy_table(summary: Sequence[dict[str, Any]]) -> str:
+    """Methods (rows) x keep ratios (columns): accuracy, and agreement with the baseline in brackets."""
+    methods, keeps = _methods_and_keeps(summary)
+    cells = {(c["scorer"], float(c["keep"])): c for c in _overall(summary)}
+    out = ["<table><tr><th class=l>method</th><th class=l>stage</th>"
+           + "".join(f"<th>keep {k:g}</th>" for k in keeps) + "</tr>"]
+    for m in methods:
+        row = [cells.get((m, k)) for k in keeps]
+        out.append(f"<tr><td class=l>{html.escape(m)}</td><td class=l>{_stage(m)}</td>" + "".join(
+            "<td>-</td>" if c is None else f"<td>{_fmt(c['accuracy'], True)} ({_fmt(c['agreement'], True)})</td>"
+            for c in row) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def method_cost_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Per setting: tokens through the ViT and into the LLM, mean TTFT and its two sides, against the baseline."""
+    costs = method_costs(rows)
+    base = next((c for c in costs if c["scorer"] == BASELINE), None)
+    head = ("setting", "stage", "ViT tokens (block 0 / after pruning)", "LLM visual tokens", "TTFT ms",
+            "vision side ms", "LLM prefill ms", "TTFT vs baseline")
+    out = ["<table><tr>" + "".join(f"<th class=l>{h}</th>" if i < 2 else f"<th>{h}</th>" for i, h in enumerate(head))
+           + "</tr>"]
+    for c in sorted(costs, key=lambda c: (c["scorer"] != BASELINE, -float(c["keep"]))):
+        speed = "-" if base is None or not c["ttft_s"] else f"{base['ttft_s'] / c['ttft_s']:.2f}x"
+        vals = (f"{c['vit_tokens']:.0f} / {c['vit_suffix_tokens']:.0f}", f"{c['visual_tokens']:.0f}",
+                f"{1e3 * c['ttft_s']:.1f}", f"{1e3 * c['vit_s']:.1f}", f"{1e3 * c['prefill_s']:.1f}", speed)
+        stage = "-" if c["scorer"] == BASELINE else _stage(c["scorer"])
+        out.append(f"<tr><td class=l>{html.escape(c['setting'])}</td><td class=l>{stage}</td>"
+                   + "".join(f"<td>{v}</td>" for v in vals) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def agreement_figure(rows: Sequence[dict[str, Any]], keep: float) -> go.Figure | None:
+    """Share of examples on which two methods give the same answer, at one keep ratio."""
+    names, matrix = pairwise_agreement(rows, keep)
+    if len(names) < 2:
+        return None
+    z = [[None if v is None else 100 * v for v in line] for line in matrix]
+    text = [["" if v is None else f"{v:.0f}" for v in line] for line in z]
+    fig = go.Figure(go.Heatmap(z=z, x=names, y=names, text=text, texttemplate="%{text}", colorscale="Viridis",
+                               zmin=min(50, min((v for line in z for v in line if v is not None), default=50)),
+                               zmax=100, colorbar={"title": "%"}))
+    fig.update_layout(title=f"Same answer as each other, keep {keep:g}", width=460, height=420,
+                      margin={"l": 80, "r": 20, "t": 50, "b": 80}, template="plotly_white",
+                      yaxis={"autorange": "reversed"})
+    return fig
+
+
+def disagreement_table(rows: Sequence[dict[str, Any]], methods: Sequence[str]) -> str:
+    """Examples where the methods disagree with each other; right answers green, wrong ones red."""
+    items = method_disagreements(rows)
+    if not items:
+        return "<p class=note>Every method gave the same answer on every example at every keep ratio.</p>"
+    shown = items[:MAX_DISAGREEMENTS]
+    e = html.escape
+    out = [f"<p class=note>{len(items)} example x keep ratio cells where the methods disagree "
+           f"({sum(i['split'] for i in items)} where some are right and others wrong); showing {len(shown)}, "
+           "splits first, smallest keep ratio first.</p><table><tr><th class=l>example</th><th>keep</th><th class=l>question</th>"
+           "<th class=l>gold</th><th class=l>baseline</th>" + "".join(f"<th class=l>{e(m)}</th>" for m in methods)
+           + "</tr>"]
+    for item in shown:
+        cells = []
+        for m in methods:
+            ok = item["correct"].get(m)
+            cls = " good" if ok else " bad" if ok is False else ""
+            cells.append(f"<td class='l{cls}'>{e(item['answers'].get(m) or '-')}</td>")
+        out.append(f"<tr><td class=l>{e(str(item['id']))}</td><td>{item['keep']:g}</td><td class=l>"
+                   f"{e(item['question'])}</td><td class=l>{e(str(item.get('gold') or '-'))}</td>"
+                   f"<td class=l>{e(item.get('baseline') or '-')}</td>" + "".join(cells) + "</tr>")
+    return "\n".join(out) + "</table>"
+
+
+def methods_section(analysis: Analysis) -> str:
+    """The method-vs-method view: accuracy and agreement, cost, agreement between methods, disagreements."""
+    methods, keeps = _methods_and_keeps(analysis.summary)
+    if len(methods) < 2:
+        return "<p class=note>One method only: nothing to compare side by side.</p>"
+    figures = "".join(_figure_html(agreement_figure(analysis.rows, k)) for k in keeps)
+    return ("<p class=note>Every method at the same number of visual tokens reaching the LLM (FastV: after its "
+            "pruning layer). Cells: accuracy (agreement with the unpruned answer).</p>"
+            + method_accuracy_table(analysis.summary)
+            + "<h3>Tokens and time to first token</h3><p class=note>Only a vit-stage method (learned, heuristic, "
+            "random) runs fewer tokens through the ViT blocks after its pruning point; the others run the full "
+            "ViT and save in the LLM only. Means per row; shared stages are counted in each row.</p>"
+            + method_cost_table(analysis.rows)
+            + "<h3>How often two methods give the same answer</h3><div class=charts>" + figures + "</div>"
+            + "<h3>Where the methods disagree with each other</h3>" + disagreement_table(analysis.rows, methods))
+
+
 # ------------------------------------------------------------------------------------------- page
 
 
@@ -265,8 +372,10 @@ def build_report(analysis: Analysis, model: str, thumb_of: Callable[[str], Thumb
         _header(analysis, model),
         "<h2>Accuracy and agreement</h2><div class=charts>" + "".join(_figure_html(f) for f in charts) + "</div>",
         summary_table(analysis.summary),
+        html_tables(analysis.benchmarks),
         "<h2>By question type</h2>" + (_figure_html(type_figure(analysis.summary))
                                        or "<p class=note>No question types or gold answers in this dataset.</p>"),
+        "<h2>Methods side by side</h2>" + methods_section(analysis),
         "<h2>Flips</h2>" + flip_table(analysis.summary),
         "<h2>Gallery of flips</h2>" + gallery(flips(analysis.rows), thumb_of),
         "<h2>Failed rows</h2>" + failures_table(analysis.rows),

@@ -57,9 +57,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if (args.preset is None) == (args.model is None):
         p.error("give exactly one of --preset (random weights) or --model (a checkpoint)")
-    if len(args.scorer) != 1:
-        p.error("--scorer takes one scorer here (the bench compares one STTS setting with the baseline)")
-    args.scorer = args.scorer[0]
+    args.scorers = list(dict.fromkeys(args.scorer))  # each method runs after the same baseline in every cell
+    if args.train and len(args.scorers) != 1:
+        p.error("--scorer takes one method with --train (a training step compares one method with the baseline)")
+    args.scorer = args.scorers[0]
     if args.max_new_tokens < 2:
         p.error("--max-new-tokens must be at least 2 (decoding per token needs a second token)")
     if args.grad_checkpoint and not args.train:
@@ -100,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backend, device, dtype = _setup(args)
     cfg = BenchConfig(frames=list(args.frames), keeps=list(args.keep), repeats=args.repeats, warmup=args.warmup,
                       train=args.train, scorer=args.scorer, new_tokens=args.max_new_tokens, seed=args.seed,
-                      grad_checkpoint=args.grad_checkpoint)
+                      grad_checkpoint=args.grad_checkpoint, scorers=tuple(args.scorers))
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     scorer_used, notes = resolve_scorer(backend, cfg.scorer)
 
