@@ -77,6 +77,41 @@ def run_model(
     return run, vp, inputs
 
 
+def frames_per_row(backend: VideoBackend) -> int:
+    """Frames one keep-mask row covers: 1, or the family's temporal patch (2 for Qwen-VL)."""
+    return max(1, int(getattr(backend, "frames_per_unit", 1) or 1))
+
+
+def mask_rows(video: SampledVideo, per_row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list[str]]:
+    """One frame and one timestamp per keep-mask row (a row's first frame), each row's frame times
+    ((rows, per_row) seconds, None at one frame per row) and the notes that say what a row is. A count
+    that is not a whole number of rows is padded by repeating the last frame, as Qwen-VL's processor does."""
+    times = np.asarray(video.timestamps, dtype=np.float64)
+    if per_row == 1:
+        return video.frames, times, None, []
+    count = len(times)
+    pad = -count % per_row
+    row_times = np.concatenate([times, np.repeat(times[-1:], pad)]).reshape(-1, per_row)
+    notes = [f"Each mask row is a temporal patch: {per_row} consecutive frames that the model's patch embedding "
+             f"fuses into one set of tokens, shown by its first frame and labelled with both frame times."]
+    if pad:
+        notes.append(f"The {count} sampled frames were padded to {count + pad} by repeating the last frame, as the "
+                     "model's processor does, so the last row holds that frame twice.")
+    return video.frames[::per_row], row_times[:, 0].copy(), row_times, notes
+
+
+def frames_to_rows(keep: np.ndarray, per_row: int) -> np.ndarray:
+    """A frames-stage method's (frames, G) mask -> (rows, G) when a row covers `per_row` frames: the model
+    pairs the sampled frames into temporal patches of their own, so the mask marks as many rows as the LLM
+    got temporal patches (ceil(sampled / per_row)), spread by the same uniform rule."""
+    if per_row == 1:
+        return keep
+    rows = -(-keep.shape[0] // per_row)
+    out = np.zeros((rows, keep.shape[1]), dtype=bool)
+    out[uniform_subset(rows, -(-int(keep.any(axis=1).sum()) // per_row))] = True
+    return out
+
+
 def subsample(video: SampledVideo, positions: np.ndarray) -> SampledVideo:
     """The frames at ``positions`` of an already decoded sampling."""
     return dataclasses.replace(video, frames=video.frames[positions], timestamps=video.timestamps[positions],
@@ -151,8 +186,8 @@ def _pruned_run(backend: VideoBackend, method: Method, video: SampledVideo, ques
         positions = frame_positions(video.frames.shape[0], settings.keep_ratio)
         run, _, inputs = run_model(backend, subsample(video, positions), question, 1.0, None, settings, decode_s,
                                    on_stage)
-        keep = frame_keep_mask(video.frames.shape[0], int(inputs.groups.shape[0]), settings.keep_ratio)
-        return run, None, keep.numpy(), inputs
+        keep = frame_keep_mask(video.frames.shape[0], int(inputs.groups.shape[0]), settings.keep_ratio).numpy()
+        return run, None, frames_to_rows(keep, frames_per_row(backend)), inputs
     run, vp, inputs = run_model(backend, video, question, settings.keep_ratio, method, settings, decode_s, on_stage)
     assert vp.keep_mask is not None
     scores = None if vp.scores is None else vp.scores.detach().float().cpu().numpy()
@@ -196,10 +231,11 @@ def run(
     if warmup:
         notes.append("First run after the model loaded: timings include one-off warm-up costs.")
     if settings.match_budget:
-        notes.append(f"Same token budget as the baseline: STTS sampled {stts.num_frames} frames "
+        notes.append(f"Same token budget as the baseline: STTS sampled {len(stts_video.frames)} frames "
                      f"at keep {settings.keep_ratio:g}.")
-    return RunResult(frames=stts_video.frames, timestamps=np.asarray(stts_video.timestamps, dtype=np.float64),
-                     scores=scores, keep_mask=keep, groups=inputs.groups.cpu().numpy(), grid=inputs.grid,
+    frames, timestamps, row_times, row_notes = mask_rows(stts_video, frames_per_row(backend))
+    return RunResult(frames=frames, timestamps=timestamps, scores=scores, keep_mask=keep,
+                     groups=inputs.groups.cpu().numpy(), grid=inputs.grid,
                      patch_grid=inputs.patch_grid, settings=settings, scorer_used=scorer, stts=stts,
                      baseline=baseline, device=device_name(backend.device), warmup=warmup, decode_s=stts_decode,
-                     notes=notes, frame_unit=getattr(backend, "frame_unit", "frame"))
+                     notes=notes + row_notes, frame_unit=getattr(backend, "frame_unit", "frame"), row_times=row_times)

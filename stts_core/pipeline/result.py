@@ -67,6 +67,7 @@ class RunResult:
     decode_s: float = 0.0  # video decoding, shared by both runs when they use the same frames
     notes: list[str] = field(default_factory=list)
     frame_unit: str = "frame"  # what one row of the mask is (Qwen-VL: a temporal patch of two frames)
+    row_times: np.ndarray | None = None  # (rows, frames per row) seconds of each row's frames; None at one frame a row
 
     @property
     def agree(self) -> bool | None:
@@ -99,6 +100,7 @@ class RunResult:
             "warmup": self.warmup, "frame_unit": self.frame_unit, "keep_mask_shape": list(self.keep_mask.shape),
             "kept_groups": int(self.keep_mask.sum()), "grid": list(self.grid),
             "timestamps_s": [float(t) for t in self.timestamps], "scores": scores,
+            "row_times_s": None if self.row_times is None else [[float(t) for t in r] for r in self.row_times],
             "keep_mask": [[bool(x) for x in row] for row in self.keep_mask], "decode_s": self.decode_s,
             "stts": self.stts.to_json(), "baseline": None if self.baseline is None else self.baseline.to_json(),
             "agree": self.agree, "ttft_speedup": self.ttft_speedup, "model_speedup": self.model_speedup,

@@ -54,7 +54,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (8 x 8 LLM tokens = 4 windows per temporal patch), 16 blocks, full attention at 3 / 7 / 11 / 15.
     "qwen2.5-vl-cpu-mid": {
         "frame": 224, "stts_layer": 2,
-        "vision": dict(depth=16, hidden_size=256, intermediate_size=684, num_heads=4, patch_size=14, window_size=112,
+        "vision": dict(depth=16, hidden_size=192, intermediate_size=512, num_heads=3, patch_size=14, window_size=112,
                        fullatt_block_indexes=[3, 7, 11, 15], tokens_per_second=2, hidden_act="silu"),
         "text": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
                      num_key_value_heads=4, rope_parameters=common.rope(1_000_000.0, [8, 12, 12])),

@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (7 x 7 LLM tokens per temporal patch), 12 blocks with taps at 2 / 5 / 8 (5 / 11 / 17 of 24).
     "qwen3-vl-cpu-mid": {
         "frame": 224, "stts_layer": 1,
-        "vision": dict(depth=12, hidden_size=256, intermediate_size=1024, num_heads=4, patch_size=16,
+        "vision": dict(depth=12, hidden_size=192, intermediate_size=768, num_heads=3, patch_size=16,
                        num_position_embeddings=196, deepstack_visual_indexes=[2, 5, 8]),
         "text": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
                      num_key_value_heads=4, head_dim=64, rope_parameters=common.rope(5_000_000.0, [12, 10, 10], True)),

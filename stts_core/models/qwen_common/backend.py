@@ -166,8 +166,12 @@ class QwenBackend:
         """Recompute activations in backward for every ViT and LLM block (the biased block too); the
         LLM's KV cache is off while it is on, as transformers requires."""
         model = self.model
-        if enabled:
+        if enabled and hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        elif enabled:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        elif hasattr(model, "activation_checkpointing_disable"):
+            model.activation_checkpointing_disable()
         else:
             model.gradient_checkpointing_disable()
         for config in (model.config, getattr(model.config, "text_config", None)):
