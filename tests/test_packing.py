@@ -225,18 +225,21 @@ def test_packed_block_equals_each_frame_alone(name, keep):
     tokens = pack(x, layout)
     with torch.no_grad():
         rows = block.packed(tokens, layout, "rows", scale)
+        frames = block.packed(tokens, layout, "frames", scale)
         loop = block.packed(tokens, layout, "loop", scale)
         auto = block.packed(tokens, layout, "auto", scale)
+        chosen = block.packed(tokens, layout, resolve_backend("auto", x.device), scale)
         expected = torch.zeros_like(tokens)
         starts = layout.cu_seqlens.tolist()
         for t in range(keep.shape[0]):
             if keep[t].any():
                 expected[starts[t] : starts[t + 1]] = block.one_frame(x[t][keep[t]], scale)
-    assert rows.shape == loop.shape == (int(keep.sum()), 16)
+    assert rows.shape == loop.shape == frames.shape == (int(keep.sum()), 16)
     assert max_diff(rows, expected) < 1e-5
+    assert max_diff(frames, expected) < 1e-5
     assert max_diff(loop, expected) < 1e-5
     assert max_diff(rows, loop) < 1e-5
-    assert torch.equal(auto, rows)
+    assert torch.equal(auto, chosen)
     grid = unpack(rows, layout)
     assert torch.equal(grid[~keep], torch.zeros_like(grid[~keep]))
 
@@ -244,7 +247,7 @@ def test_packed_block_equals_each_frame_alone(name, keep):
 def test_packed_attention_with_no_tokens():
     layout = PackedLayout.from_mask(torch.zeros(3, 5, dtype=torch.bool))
     q = torch.zeros(0, 2, 4)
-    for backend in ("rows", "loop"):
+    for backend in ("frames", "rows", "loop"):
         out = packed_attention(q, q, q, layout, backend=backend)
         assert out.shape == (0, 2, 4)
 
@@ -259,7 +262,7 @@ def test_frames_do_not_see_each_other():
     q, k, v = (torch.randn(layout.total, 2, 4, generator=gen) for _ in range(3))
     changed = v.clone()
     changed[2] += 10.0  # the single token of frame 1
-    for backend in ("rows", "loop"):
+    for backend in ("frames", "rows", "loop"):
         before = packed_attention(q, k, v, layout, backend=backend)
         after = packed_attention(q, k, changed, layout, backend=backend)
         assert torch.equal(before[[0, 1, 3, 4]], after[[0, 1, 3, 4]])
@@ -276,7 +279,7 @@ def test_token_count_mismatch_raises():
 # ---------------------------------------------------------------- grouped-query attention
 
 
-@pytest.mark.parametrize("backend", ["rows", "loop"])
+@pytest.mark.parametrize("backend", ["frames", "rows", "loop"])
 def test_grouped_query_attention(backend):
     gen = torch.Generator().manual_seed(3)
     keep = random_mask(gen, 5, 8)
@@ -302,7 +305,8 @@ def test_grouped_query_attention(backend):
 
 def test_resolve_backend_on_cpu():
     cpu = torch.device("cpu")
-    assert resolve_backend("auto", cpu) == "rows"
+    assert resolve_backend("auto", cpu) == "frames"
+    assert resolve_backend("frames", cpu) == "frames"
     assert resolve_backend("rows", cpu) == "rows"
     assert resolve_backend("loop", cpu) == "loop"
     with pytest.raises(ValueError, match="back end"):
@@ -311,7 +315,7 @@ def test_resolve_backend_on_cpu():
         resolve_backend("flash", cpu)
     with pytest.raises(ValueError, match="varlen back end needs CUDA"):
         resolve_backend("varlen", cpu)
-    assert set(ATTENTION_BACKENDS) == {"auto", "flash", "varlen", "flex", "rows", "loop"}
+    assert set(ATTENTION_BACKENDS) == {"auto", "flash", "varlen", "flex", "frames", "rows", "loop"}
 
 
 def test_unknown_backend_raises_in_packed_attention():

@@ -112,5 +112,8 @@ def attention_bias(scores: torch.Tensor, groups: torch.Tensor, patches_per_frame
 def gather_groups(features: torch.Tensor, groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(T, G, P, D) patch features of every group with padded slots zeroed, and the (G, P) validity mask."""
     valid = (groups >= 0).to(features.device)
-    patches = features[:, groups.clamp(min=0).to(features.device)]
+    index = groups.clamp(min=0).to(features.device)
+    patches = features.index_select(1, index.reshape(-1)).view(features.shape[0], *index.shape, features.shape[-1])
+    if bool(valid.all()):  # no partial window at the border: nothing to zero
+        return patches, valid
     return patches * valid[None, :, :, None].to(patches.dtype), valid

@@ -6,11 +6,16 @@ attention needs to know where frames begin and end, and it has interchangeable b
 
 - ``flash``: flash-attention's variable-length kernel (CUDA, when the package is installed);
 - ``flex``: PyTorch FlexAttention with a document mask (CUDA);
+- ``frames``: frames grouped by their token count into a few padded batches, one SDPA call per
+  batch (any device; the CPU default): attention costs what each frame's own tokens cost (the sum of
+  n_t^2), not a full row of N slots per frame, and needs no dense mask;
 - ``rows``: first-fit-decreasing packing into rows of N slots with a block-diagonal mask, run by
-  PyTorch SDPA (any device; the reference implementation's layout, used on the CPU);
+  PyTorch SDPA (any device; the reference implementation's layout);
 - ``loop``: one SDPA call per frame (the plain reference that the others are tested against).
 
-All give the same numbers as running every frame on its own.
+All give the same numbers as running every frame on its own. `packed_query_attention` is the same
+per-frame attention for the block right after scoring, where only the tokens that later blocks keep
+need outputs but every patch of the frame is a key (with the scorer's key bias).
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-ATTENTION_BACKENDS = ("auto", "flash", "varlen", "flex", "rows", "loop")
+ATTENTION_BACKENDS = ("auto", "flash", "varlen", "flex", "frames", "rows", "loop")
+# A batched attention call's fixed cost (launch, gathers, scatter) in (query, key) pairs: the frame
+# batching below pads a frame to a longer batch only while the padding costs less than another call.
+FRAME_CALL_PAIRS = 4096
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
@@ -71,6 +79,77 @@ def refill_lonely_frames(keep: torch.Tensor) -> torch.Tensor:
     run = keep.clone()
     run[lonely] = True
     return run
+
+
+def plan_frame_batches(lengths: Sequence[int], keys: int | None = None,
+                       call_pairs: int = FRAME_CALL_PAIRS) -> list[list[int]]:
+    """Frames (by token count) grouped into padded attention batches, the cheapest grouping in
+    (query, key) pairs plus `call_pairs` per batch.
+
+    Frames are sorted longest first and cut into consecutive runs; a run pads every frame to its
+    longest. `keys` None: each frame's keys are its own tokens (self-attention, cost B * L * L);
+    an integer: every frame has that many keys (cost B * L * keys). Empty frames take no batch.
+    An exact search over the distinct lengths (at most one per kept-group count).
+    """
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-int(lengths[i]), i))
+    if not order:
+        return []
+    distinct = sorted({int(lengths[i]) for i in order}, reverse=True)
+    count = {n: 0 for n in distinct}
+    for i in order:
+        count[int(lengths[i])] += 1
+    cum = [0]
+    for n in distinct:
+        cum.append(cum[-1] + count[n])
+    best, cut = [0] + [None] * len(distinct), [0] * (len(distinct) + 1)
+    for j in range(1, len(distinct) + 1):
+        for i in range(j):
+            width = distinct[i]
+            cost = best[i] + (cum[j] - cum[i]) * width * (width if keys is None else keys) + call_pairs
+            if best[j] is None or cost < best[j]:
+                best[j], cut[j] = cost, i
+    bounds, j = [], len(distinct)
+    while j > 0:
+        bounds.append((distinct[cut[j]], distinct[j - 1]))
+        j = cut[j]
+    batches = []
+    for longest, shortest in reversed(bounds):
+        batches.append([i for i in order if shortest <= int(lengths[i]) <= longest])
+    return batches
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Frames that attend in one padded SDPA call: their tokens' packed positions, (B, L)."""
+
+    frames: torch.Tensor  # (B,) original frame indices
+    index: torch.Tensor  # (B, L) packed position of every slot; padding repeats the frame's first token
+    valid: torch.Tensor | None  # (B, L) real tokens; None when every frame of the batch has L tokens
+    dest: torch.Tensor  # (real tokens,) packed positions of the real slots, in (B, L) order
+    rows: torch.Tensor | None  # (real tokens,) flat slot of each real token in B * L; None when all are real
+
+    @classmethod
+    def build(cls, frames: list[int], lengths: torch.Tensor, starts: torch.Tensor) -> FrameBatch:
+        device = starts.device
+        ids = torch.tensor(frames, dtype=torch.long, device=device)
+        n = lengths.to(device)[ids]
+        width = int(n.max())
+        slot = torch.arange(width, device=device)[None]
+        valid = slot < n[:, None]
+        index = torch.where(valid, starts[ids][:, None] + slot, starts[ids][:, None])
+        if bool(valid.all()):
+            return cls(frames=ids, index=index, valid=None, dest=index.reshape(-1), rows=None)
+        return cls(frames=ids, index=index, valid=valid, dest=index[valid],
+                   rows=valid.reshape(-1).nonzero().squeeze(1))
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(total, H, d) packed -> (B, H, L, d) padded batch."""
+        return x[self.index].transpose(1, 2)
+
+    def scatter(self, out: torch.Tensor, batch: torch.Tensor) -> None:
+        """Write a (B, H, L, d) batch's real slots into the packed (total, H, d) `out`."""
+        flat = batch.transpose(1, 2).reshape(-1, *out.shape[1:])
+        out.index_copy_(0, self.dest, flat if self.rows is None else flat.index_select(0, self.rows))
 
 
 @dataclass
@@ -124,6 +203,18 @@ class PackedLayout:
             frames = torch.arange(self.num_frames, device=self.keep.device)
             self._cache["frame_ids"] = torch.repeat_interleave(frames, self.lengths.to(self.keep.device))
         return self._cache["frame_ids"]
+
+    def frame_batches(self, keys: int | None = None) -> list[FrameBatch]:
+        """The frames grouped for batched attention (`plan_frame_batches`), built once per layout.
+        `keys` None: self-attention among each frame's packed tokens; an integer: every frame has that
+        many keys (the block after scoring, whose keys are all of the frame's patches)."""
+        name = ("frame_batches", keys)
+        if name not in self._cache:
+            lengths = self.lengths.tolist()
+            starts = self.cu_seqlens[:-1].to(device=self.keep.device, dtype=torch.long)
+            self._cache[name] = [FrameBatch.build(frames, self.lengths, starts)
+                                 for frames in plan_frame_batches(lengths, keys)]
+        return self._cache[name]
 
     def row_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(total,) slot of every packed token in the flattened (rows, N) grid, and the (rows, 1, N, N)
@@ -181,7 +272,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     if backend == "auto":
         if _flash_available(device):
             return "flash"
-        return "flex" if device.type == "cuda" else "rows"
+        return "flex" if device.type == "cuda" else "frames"
     if backend == "flash" and not _flash_available(device):
         raise ValueError("The flash back end needs CUDA and the flash-attn package.")
     if backend == "varlen" and not _varlen_available(device):
@@ -216,6 +307,18 @@ def _attend_rows(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Te
 
     out = F.scaled_dot_product_attention(to_rows(q), to_rows(k), to_rows(v), attn_mask=mask, scale=scale)
     return out.transpose(1, 2).reshape(rows * cap, *q.shape[1:]).index_select(0, slot)
+
+
+def _attend_frames(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
+    """Per-frame attention in a few padded batches (`PackedLayout.frame_batches`): the padded keys of
+    a batch are masked out, padded queries are computed and dropped."""
+    out = q.new_empty(q.shape)
+    for batch in layout.frame_batches():
+        mask = None if batch.valid is None else batch.valid[:, None, None, :]
+        o = F.scaled_dot_product_attention(batch.gather(q), batch.gather(k), batch.gather(v), attn_mask=mask,
+                                           scale=scale)
+        batch.scatter(out, o)
+    return out
 
 
 def _attend_loop(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
@@ -311,6 +414,39 @@ def packed_attention(
         k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
     if layout.total == 0:
         return q.clone()
-    impl = {"flash": _attend_flash, "varlen": _attend_varlen, "flex": _attend_flex, "rows": _attend_rows,
-            "loop": _attend_loop}
+    impl = {"flash": _attend_flash, "varlen": _attend_varlen, "flex": _attend_flex, "frames": _attend_frames,
+            "rows": _attend_rows, "loop": _attend_loop}
     return impl[resolve_backend(backend, q.device)](q, k, v, layout, scale)
+
+
+def packed_query_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    layout: PackedLayout,
+    key_bias: torch.Tensor | None = None,
+    scale: float | None = None,
+) -> torch.Tensor:
+    """Packed queries (total, heads, head_dim) over every key of their own frame, k and v (T, N, kv
+    heads, head_dim), with an optional additive key bias (T, N).
+
+    The block right after scoring needs outputs only at the tokens the later blocks run on, but its
+    keys are all of the frame's patches with the scorer's bias: the same numbers as the whole block
+    on every patch, read at those tokens, for about the kept fraction of its attention. Frames are
+    batched by query count (`PackedLayout.frame_batches(keys=N)`); keys are never padded.
+    """
+    if q.shape[0] != layout.total:
+        raise ValueError(f"Got {q.shape[0]} packed queries but the layout holds {layout.total}.")
+    if k.shape[:2] != layout.keep.shape or v.shape[:2] != layout.keep.shape:
+        raise ValueError(f"Keys must cover the {tuple(layout.keep.shape)} grid, got {tuple(k.shape[:2])}.")
+    if k.shape[2] != q.shape[1]:
+        reps = q.shape[1] // k.shape[2]
+        k, v = k.repeat_interleave(reps, dim=2), v.repeat_interleave(reps, dim=2)
+    out = q.new_empty(q.shape)
+    for batch in layout.frame_batches(keys=layout.capacity):
+        mask = None
+        if key_bias is not None:
+            mask = key_bias.index_select(0, batch.frames)[:, None, None, :].to(q.dtype)
+        kb, vb = (x.index_select(0, batch.frames).transpose(1, 2) for x in (k, v))
+        batch.scatter(out, F.scaled_dot_product_attention(batch.gather(q), kb, vb, attn_mask=mask, scale=scale))
+    return out

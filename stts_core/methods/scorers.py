@@ -36,19 +36,31 @@ class GroupAttentionPool(nn.Module):
         self.wo = nn.Linear(dim, dim)
 
     def forward(self, patches: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """patches (T, G, P, D), valid (G, P) -> pooled (T, G, D)."""
+        """patches (T, G, P, D), valid (G, P) -> pooled (T, G, D).
+
+        Multi-head attention with one query per group, without projecting every patch: a head's logit
+        q . (Wk x + bk) is (Wk^T q) . x plus q . bk, the same for every key of the group (the softmax
+        drops it); and as the weights sum to one, the weighted value sum (Wv x + bv) is Wv applied to
+        the weighted patch sum, plus bv. The numbers of per-patch key/value projections for about 1/P
+        of their work (P patches per group), which is most of the scorer's cost.
+        """
         t, g, p, d = patches.shape
-        count = valid.sum(-1).clamp(min=1).to(patches.dtype)
-        query = patches.sum(2, keepdim=True) / count[None, :, None, None]
         heads, hd = self.num_heads, d // self.num_heads
-        q = self.wq(query).view(t * g, 1, heads, hd).transpose(1, 2)
-        k = self.wk(patches).view(t * g, p, heads, hd).transpose(1, 2)
-        v = self.wv(patches).view(t * g, p, heads, hd).transpose(1, 2)
+        count = valid.sum(-1).clamp(min=1).to(patches.dtype)
+        query = patches.sum(2) / count[None, :, None]  # (T, G, D)
+        q = self.wq(query).reshape(t * g, heads, hd)
+        read = torch.bmm(q.transpose(0, 1), self.wk.weight.view(heads, hd, d))  # (H, TG, D): Wk_h^T q_h
+        x = patches.reshape(t * g, p, d)
+        logits = torch.bmm(x, read.permute(1, 2, 0)) * hd**-0.5  # (TG, P, H)
         # Fully padded groups (none in practice) would give NaN: let them attend to every slot.
         key_mask = valid | ~valid.any(-1, keepdim=True)
-        mask = key_mask[None, :, None, None, :].expand(t, g, 1, 1, p).reshape(t * g, 1, 1, p)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.wo(out.transpose(1, 2).reshape(t, g, d))
+        if not bool(key_mask.all()):
+            hidden = ~key_mask.to(logits.device)[None].expand(t, g, p).reshape(t * g, p, 1)
+            logits = logits.masked_fill(hidden, float("-inf"))
+        weights = torch.softmax(logits.float(), dim=1).to(x.dtype)
+        mixed = torch.bmm(weights.transpose(1, 2), x)  # (TG, H, D): each head's weighted patch sum
+        values = torch.bmm(mixed.transpose(0, 1), self.wv.weight.view(heads, hd, d).transpose(1, 2))  # (H, TG, hd)
+        return self.wo(values.transpose(0, 1).reshape(t, g, d) + self.wv.bias)
 
     def reset_parameters(self, std: float = POOLER_INIT_STD) -> None:
         """The reference initialisation: every projection N(0, std), biases zero."""

@@ -27,10 +27,11 @@ from torch.utils.checkpoint import checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from stts_core.methods.budget import groups_to_patch_mask
-from stts_core.methods.packing import PackedLayout, pack, packed_attention, refill_lonely_frames, unpack
+from stts_core.methods.packing import PackedLayout, refill_lonely_frames
 from stts_core.models.base import Generation, LLMPrune, PreparedInputs, SuffixGeometry, ViTState
 from stts_core.models.molmo2.llm_prune import generate_pruned
 from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings
+from stts_core.models.molmo2.packed_vit import PackedViTState, packed_block, scored_block
 from stts_core.timing import synchronize
 
 
@@ -259,14 +260,17 @@ class Molmo2Backend:
 
     def _packed_block(self, index: int, tokens: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
         """One ViT block on packed tokens: the block's own modules, attention within each frame."""
-        layer = self.model.model.vision_tower.layers[index]
-        attn = layer.self_attn
-        h = layer.layer_norm1(tokens)
-        shape = (tokens.shape[0], -1, attn.head_dim)
-        q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
-        o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=self.attention_impl)
-        tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
-        return tokens + layer.mlp(layer.layer_norm2(tokens))
+        return packed_block(self.model.model.vision_tower.layers[index], tokens, layout, self.attention_impl)
+
+    def _scored_block(self, index: int, x: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None
+                      ) -> torch.Tensor:
+        """Block k+1 with the key bias, evaluated at the layout's tokens (`packed_vit.scored_block`)."""
+        return scored_block(self.model.model.vision_tower.layers[index], x, layout, bias)
+
+    def _checkpointed(self, fn: Any, *args: Any) -> torch.Tensor:
+        if self.gradient_checkpointing and self.model.training and torch.is_grad_enabled():
+            return checkpoint(fn, *args, use_reentrant=False)
+        return fn(*args)
 
     def vit_suffix(
         self,
@@ -276,19 +280,23 @@ class Molmo2Backend:
         bias: torch.Tensor | None,
         counter: list[int] | None = None,
     ) -> ViTState:
-        """Block k+1 on all patches (with the key bias when given), then the later blocks on kept
-        patches only, packed. A frame that packing leaves alone in a row runs whole in those blocks
-        (`packing.refill_lonely_frames`, as the reference does; off when the checkpoint sets
-        `stts.refill_lonely_frames` false), its refilled patches dropped afterwards. `counter`, when
-        given, collects the token count each later block ran on, refilled patches included."""
+        """Block k+1 with the key bias when given, then the later blocks on kept patches only, packed.
+
+        Unpruned, block k+1 runs on every patch. Pruned, every patch is still a key of block k+1 (with
+        the bias), but its outputs are computed only where the later blocks run (`packed_vit`), and
+        the features stay packed for the connector (`PackedViTState`). A frame that packing leaves
+        alone in a row runs whole in those blocks (`packing.refill_lonely_frames`, as the reference
+        does; off when the checkpoint sets `stts.refill_lonely_frames` false), its refilled patches
+        dropped afterwards. `counter`, when given, collects the token count each later block ran on,
+        refilled patches included."""
         vision = self.model.model.vision_tower
         k1 = self.scoring_layer + 1
-        mask = None if bias is None else bias[:, None, None, :].to(state.hidden.dtype)
-        x = vision.layers[k1](state.hidden, mask)
-        saved = dict(state.saved)
-        if k1 in self.feature_layers:
-            saved[k1] = x
         if keep_mask is None:
+            mask = None if bias is None else bias[:, None, None, :].to(state.hidden.dtype)
+            x = vision.layers[k1](state.hidden, mask)
+            saved = dict(state.saved)
+            if k1 in self.feature_layers:
+                saved[k1] = x
             for i in range(k1 + 1, self.last_layer + 1):
                 x = vision.layers[i](x, None)
                 if counter is not None:
@@ -299,26 +307,26 @@ class Molmo2Backend:
         kept = groups_to_patch_mask(keep_mask, inputs.groups, inputs.patches_per_frame)
         ran = refill_lonely_frames(kept) if self._stts_option("refill_lonely_frames", True) else kept
         layout = PackedLayout.from_mask(ran)
-        tokens = pack(x, layout)
+        tokens = self._checkpointed(self._scored_block, k1, state.hidden, layout, bias)
+        packed = {k1: tokens} if k1 in self.feature_layers else {}
         for i in range(k1 + 1, self.last_layer + 1):
-            if self.gradient_checkpointing and self.model.training and torch.is_grad_enabled():
-                tokens = checkpoint(self._packed_block, i, tokens, layout, use_reentrant=False)
-            else:
-                tokens = self._packed_block(i, tokens, layout)
+            tokens = self._checkpointed(self._packed_block, i, tokens, layout)
             if counter is not None:
                 counter.append(tokens.shape[0])
             if i in self.feature_layers:
-                grid = unpack(tokens, layout)
-                # Refilled patches served as context only: pruned places hold zeros.
-                saved[i] = grid if ran is kept else grid * kept[..., None].to(grid.dtype)
-        return ViTState(hidden=saved[self.last_layer], saved=saved)
+                packed[i] = tokens
+        return PackedViTState(state.saved, packed, layout, kept, self.last_layer)
 
     def connect(self, state: ViTState, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> torch.Tensor:
-        """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order."""
-        features = torch.cat([state.saved[i] for i in self.feature_layers], dim=-1)
+        """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order.
+        Packed suffix features are pooled where they are, with the pooling table re-pointed to them."""
         pooling = inputs.tensors["video_token_pooling"]
         if keep_mask is not None:
             pooling = pooling[keep_mask.reshape(-1).to(pooling.device)]
+        if isinstance(state, PackedViTState):
+            features, pooling = state.pooled_inputs(self.feature_layers, pooling)
+        else:
+            features = torch.cat([state.saved[i] for i in self.feature_layers], dim=-1)
         return self.model.model.multi_modal_projector(features, pooling).last_hidden_state
 
     def llm_inputs(self, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> dict[str, torch.Tensor]:

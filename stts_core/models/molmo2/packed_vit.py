@@ -1,0 +1,103 @@
+"""Molmo2's ViT blocks after scoring on packed tokens: the stock block's own modules, attention per frame.
+
+- `scored_block`: block k+1. Every patch of a frame is a key (with the scorer's log-score bias), but
+  only the tokens the later blocks run on need an output, so its queries, output projection and MLP
+  run on those tokens alone: the same numbers as the stock block on every patch, read there.
+- `packed_block`: blocks k+2..L on the packed tokens (`methods.packing`).
+- `PackedViTState`: the suffix's features kept packed, so the connector pools the kept groups straight
+  from them; the (T, N, D) grids of `ViTState.saved` are unpacked only when something reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import torch
+from torch import nn
+
+from stts_core.methods.packing import PackedLayout, pack, packed_attention, packed_query_attention, unpack
+from stts_core.models.base import ViTState
+
+
+def scored_block(layer: nn.Module, x: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None) -> torch.Tensor:
+    """Block k+1 (a `Molmo2VisionEncoderLayer`) on the (T, N, D) grid `x` with the key bias (T, N),
+    evaluated at the layout's tokens only -> (total, D) packed."""
+    attn = layer.self_attn
+    h = layer.layer_norm1(x)  # (T, N, D): every patch is a key
+    grid = (*x.shape[:2], -1, attn.head_dim)
+    k, v = attn.k_proj(h).view(grid), attn.v_proj(h).view(grid)  # (T, N, kv heads, head_dim)
+    q = attn.q_proj(pack(h, layout)).view(layout.total, -1, attn.head_dim)  # (total, heads, head_dim)
+    o = packed_query_attention(q, k, v, layout, key_bias=bias, scale=attn.scaling)
+    tokens = pack(x, layout) + attn.o_proj(o.reshape(layout.total, -1))
+    return tokens + layer.mlp(layer.layer_norm2(tokens))
+
+
+def packed_block(layer: nn.Module, tokens: torch.Tensor, layout: PackedLayout, backend: str) -> torch.Tensor:
+    """One later block on packed tokens (total, D): the block's own modules, attention within each frame."""
+    attn = layer.self_attn
+    h = layer.layer_norm1(tokens)
+    shape = (tokens.shape[0], -1, attn.head_dim)
+    q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
+    o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=backend)
+    tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
+    return tokens + layer.mlp(layer.layer_norm2(tokens))
+
+
+class UnpackedGrids(Mapping):
+    """Layer -> (T, N, D) grid with pruned places zero, unpacked from the packed features on first read
+    (patches that ran only as a refilled frame's context are zeroed too)."""
+
+    def __init__(self, earlier: Mapping[int, torch.Tensor], packed: dict[int, torch.Tensor], layout: PackedLayout,
+                 kept: torch.Tensor) -> None:
+        self._grids = dict(earlier)
+        self._packed = packed
+        self._layout = layout
+        self._kept = kept
+
+    def __getitem__(self, layer: int) -> torch.Tensor:
+        if layer not in self._grids:
+            grid = unpack(self._packed[layer], self._layout)
+            if not torch.equal(self._kept, self._layout.keep):
+                grid = grid * self._kept[..., None].to(grid.dtype)
+            self._grids[layer] = grid
+        return self._grids[layer]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(sorted(set(self._grids) | set(self._packed)))
+
+    def __len__(self) -> int:
+        return len(set(self._grids) | set(self._packed))
+
+
+class PackedViTState(ViTState):
+    """The pruned suffix's output: `packed[i]` the tokens of `layout` after block i, `kept` the (T, N)
+    patches the connector may read. `hidden` and `saved` are the `ViTState` grids, unpacked on demand."""
+
+    def __init__(self, earlier: Mapping[int, torch.Tensor], packed: dict[int, torch.Tensor], layout: PackedLayout,
+                 kept: torch.Tensor, last: int) -> None:
+        self.saved = UnpackedGrids(earlier, packed, layout, kept)  # type: ignore[assignment]
+        self.packed = packed
+        self.layout = layout
+        self.kept = kept
+        self.last = last
+
+    @property  # type: ignore[override]
+    def hidden(self) -> torch.Tensor:
+        return self.saved[self.last]
+
+    def pooled_inputs(self, layers: list[int], pooling: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The connector's inputs without unpacking: features (1, total, D * layers) of the packed
+        tokens (layers concatenated as `connect` does) and `pooling` (kept groups, P) re-pointed from
+        grid patches to packed positions (-1 stays padding). Every pooled patch must be packed."""
+        features = torch.cat([self._packed_or_grid(i) for i in layers], dim=-1)[None]
+        where = torch.full((self.layout.keep.numel(),), -1, dtype=torch.long, device=pooling.device)
+        where[self.layout.flat_index.to(pooling.device)] = torch.arange(self.layout.total, device=pooling.device)
+        moved = torch.where(pooling >= 0, where[pooling.clamp(min=0)], pooling)
+        if bool(((moved < 0) & (pooling >= 0)).any()):
+            raise ValueError("A kept group pools a patch that the packed ViT blocks did not run.")
+        return features, moved
+
+    def _packed_or_grid(self, layer: int) -> torch.Tensor:
+        if layer in self.packed:
+            return self.packed[layer]
+        return pack(self.saved[layer], self.layout)  # a feature layer before the pruning
