@@ -70,7 +70,7 @@ NO_PROGRESS = gr.Progress()
 
 def _duration(source: str, video: Any, question: str, settings: RunSettings, limits: VideoLimits,
               pairs: int = 1) -> int:
-    return gpu_seconds(settings.stts_frames() + settings.num_frames, pairs)
+    return gpu_seconds(settings.stts_frames() + settings.num_frames, pairs, source)
 
 
 @gpu_task(_duration)

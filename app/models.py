@@ -23,9 +23,10 @@ from stts_core.models.base import VideoBackend
 from stts_core.models.loading import DEFAULT_MODEL, ModelLoadError, load_backend
 
 BUILTIN_LABEL = "Built-in STTS-tiny (offline, CPU)"
-HUB_MODELS = ("allenai/Molmo2-4B", "allenai/Molmo2-4B-Lite-50", "allenai/Molmo2-4B-Lite-30")
-GPU_BASE_S = 20  # ZeroGPU slot for one run (both models): a fixed part plus a part per sampled frame
-GPU_PER_FRAME_S = 0.75
+# Public hub checkpoints only (no guessed names): Molmo2, and the Qwen-VL models most people run, which have
+# no STTS weights and score with the heuristic.
+HUB_MODELS = ("allenai/Molmo2-4B", "Qwen/Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-8B-Instruct",
+              "Qwen/Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct")
 GPU_MAX_S = 300
 NOT_OFFERED = "This app only runs the models listed in the Model box."
 
@@ -41,9 +42,19 @@ def on_zero_gpu() -> bool:
     return bool(os.environ.get("SPACES_ZERO_GPU")) and has_spaces()
 
 
-def gpu_seconds(num_frames: int, runs: int = 1) -> int:
-    """ZeroGPU seconds to ask for: both models on `num_frames` frames, `runs` times (precise mode)."""
-    return int(min(GPU_MAX_S, runs * (GPU_BASE_S + GPU_PER_FRAME_S * max(1, int(num_frames)))))
+def gpu_seconds(num_frames: int, runs: int = 1, source: str | None = None) -> int:
+    """ZeroGPU seconds to ask for: both models on `num_frames` frames, `runs` times (precise mode), by the
+    estimate of the family of the model loaded from `source` (`ModelFamily.gpu_seconds`; the registry's
+    default estimate when that model is not loaded)."""
+    from stts_core.models.registry import ModelFamily, family_of
+
+    backend = CACHE.peek(source) if source else None
+    frames = max(1, int(num_frames))
+    if backend is not None:
+        seconds = family_of(backend).gpu_seconds(frames, runs)
+    else:
+        seconds = runs * (ModelFamily.gpu_base_s + ModelFamily.gpu_per_frame_s * frames)
+    return int(min(GPU_MAX_S, seconds))
 
 
 def gpu_task(duration: Callable[..., int]) -> Callable[[F], F]:

@@ -135,15 +135,16 @@ def tile_origin(t: int, cols: int, tile_h: int, tile_w: int) -> tuple[int, int]:
     return row * (tile_h + HEADER_H + PAD) + HEADER_H, col * (tile_w + PAD)
 
 
-def frame_label(t: int, timestamp: float) -> str:
-    return f"#{t}  {timestamp:.2f}s"
+def frame_label(t: int, timestamp: float | np.ndarray) -> str:
+    """"#t  1.50s"; a row that covers several frames (a Qwen-VL temporal patch) shows each frame's time."""
+    return f"#{t}  " + "+".join(f"{x:.2f}s" for x in np.atleast_1d(np.asarray(timestamp, dtype=np.float64)))
 
 
 def _headers(timestamps: np.ndarray, width: int, first: int = 0) -> np.ndarray:
     out = np.empty((len(timestamps), HEADER_H, width, 3), dtype=np.uint8)
     out[:] = BACKGROUND
     for t, ts in enumerate(timestamps):
-        cv2.putText(out[t], frame_label(first + t, float(ts)), (2, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
+        cv2.putText(out[t], frame_label(first + t, ts), (2, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
                     (235, 235, 235), 1, cv2.LINE_AA)
     return out
 
@@ -294,7 +295,7 @@ def draw_scores(canvas: MaskCanvas, scores: np.ndarray, alpha: float = 0.55, pag
 
 
 def _frame_ticks(timestamps: np.ndarray) -> list[str]:
-    return [frame_label(t, float(ts)) for t, ts in enumerate(timestamps)]
+    return [frame_label(t, ts) for t, ts in enumerate(timestamps)]
 
 
 def _layout(title: str, height: int, **extra: object) -> dict:
@@ -397,13 +398,13 @@ def side_by_side(frames: np.ndarray, keep: np.ndarray, groups: np.ndarray, patch
         out[:] = BACKGROUND
         out[HEADER_H:, :w] = small
         out[HEADER_H:, w + PAD:] = masked_frame(small, keep[i], owner, edge)
-        label = f"{frame_label(i, float(timestamps[i]))}   original | STTS keeps {int(np.sum(keep[i]))} of {g} groups"
+        label = f"{frame_label(i, timestamps[i])}   original | STTS keeps {int(np.sum(keep[i]))} of {g} groups"
         cv2.putText(out, label, (4, HEADER_H - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (235, 235, 235), 1, cv2.LINE_AA)
         yield out
 
 
 def frame_figure(image: np.ndarray, t: int, scores: np.ndarray, keep: np.ndarray, groups: np.ndarray,
-                 patch_grid: tuple[int, int], timestamp: float) -> go.Figure:
+                 patch_grid: tuple[int, int], timestamp: float | np.ndarray) -> go.Figure:
     """Frame t large, pruned groups shaded; hovering a patch names its group, score, rank and kept state."""
     h, w = image.shape[:2]
     pr, pc = patch_grid

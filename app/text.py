@@ -130,13 +130,22 @@ def scorer_update(has_learned: bool, value: str | None) -> dict[str, Any]:
     return gr.update(choices=offered, value=value if value in offered else offered[0], info=info)
 
 
+def unit_words(result: RunResult) -> tuple[str, str]:
+    """(plural, singular) of what one mask row is: frames, or temporal patches (two frames each, Qwen-VL)."""
+    unit = getattr(result, "frame_unit", "frame") or "frame"
+    return unit + ("es" if unit.endswith("ch") else "s"), unit
+
+
 def selection_markdown(result: RunResult, keep: np.ndarray, keep_ratio: float, preview: bool) -> str:
     t, g = keep.shape
     kept = int(keep.sum())
     base_tokens = result.baseline.visual_tokens if result.baseline is not None else t * g
-    text = (f"**Keep {keep_ratio:.2f}**: {kept} of {t * g} groups kept over {t} frames "
-            f"(visual tokens {base_tokens} -> {kept}); frame 0 is always kept whole. Pruned groups are dimmed, "
+    plural, singular = unit_words(result)
+    text = (f"**Keep {keep_ratio:.2f}**: {kept} of {t * g} groups kept over {t} {plural} "
+            f"(visual tokens {base_tokens} -> {kept}); {singular} 0 is always kept whole. Pruned groups are dimmed, "
             "kept groups outlined.")
+    if result.row_times is not None:
+        text += f" Each row is a {singular} of {result.row_times.shape[1]} frames, labelled with both frame times."
     if flat_scores(result.scores):
         spread = float(np.std(result.scores))
         text += (f"\n\n**⚠️ The {result.scorer_used} scorer gave (almost) the same score to every group (standard "
@@ -160,7 +169,7 @@ def answer_markdown(result: RunResult, model_label: str) -> str:
         head = "### ✅ Same answer" if result.agree else "### ⚠️ Answers differ"
     base_tokens = base.visual_tokens if base is not None else "-"
     text = (f"{head}\n\nVisual tokens: **{base_tokens} -> {stts.visual_tokens}** &nbsp;|&nbsp; "
-            f"STTS frames: {stts.num_frames} &nbsp;|&nbsp; scorer used: **{result.scorer_used}** "
+            f"STTS {unit_words(result)[0]}: {stts.num_frames} &nbsp;|&nbsp; scorer used: **{result.scorer_used}** "
             f"&nbsp;|&nbsp; keep {result.settings.keep_ratio:.2f} &nbsp;|&nbsp; model: {model_label}")
     notes = list(result.notes) + ([BUILTIN_NOTE] if model_label == BUILTIN_LABEL else [])
     if notes:

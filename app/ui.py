@@ -18,8 +18,9 @@ from app.views import warm_up_rendering
 INTRO = """\
 # STTS Studio
 **Spatio-Temporal Token Scoring** prunes a video VLM's vision tokens: a small scorer inside the ViT rates every
-3x3 patch group of every frame, and the lowest-scoring groups (over all frames but the first, which stays whole)
-skip the later ViT blocks and the LLM. Drop in a video, ask a question, and compare the pruned answer and its
+patch group that becomes one LLM token (3x3 patches of a frame in Molmo2, 2x2 of a two-frame temporal patch in
+Qwen-VL), and the lowest-scoring groups (over all frames but the first, which stays whole) skip the later ViT
+blocks and the LLM. Drop in a video, ask a question, and compare the pruned answer and its
 speed with the unpruned model. Change **keep ratio** (drag, arrow keys or the number box) to see the selection
 change at once; answers and timings follow when the value rests.
 """

@@ -27,6 +27,7 @@ from app.text import (
     selection_markdown,
     speed_markdown,
     stage_table,
+    unit_words,
 )
 from stts_core.data.video import VideoError
 from stts_core.methods.budget import select_groups
@@ -142,16 +143,21 @@ def _jpeg(frame: np.ndarray) -> bytes:
     return render.encode_jpeg(small, 85)
 
 
+def row_times(result: RunResult) -> np.ndarray:
+    """What labels each mask row: its frame's time, or (Qwen-VL's temporal patches) both frames' times."""
+    return result.timestamps if result.row_times is None else result.row_times
+
+
 def make_view(key: RunKey, result: RunResult, keep_ratio: float, model_label: str,
               measured: Measured | None = None) -> View:
     """Cache what the slider, pages and scrubber need, write the masks video and the bundle; the decoded
     frames are dropped (replaced by a real empty array, not a view that would keep them alive)."""
     r = result
-    canvas = render.build_canvas(r.frames, r.timestamps, r.groups, r.patch_grid)
+    canvas = render.build_canvas(r.frames, row_times(r), r.groups, r.patch_grid)
     scrub = [_jpeg(f) for f in r.frames]
     folder = media.new_folder()
     try:
-        video = str(media.write_masks_video(folder, r.frames, r.keep_mask, r.groups, r.patch_grid, r.timestamps))
+        video = str(media.write_masks_video(folder, r.frames, r.keep_mask, r.groups, r.patch_grid, row_times(r)))
     except VideoError:
         video = None
     slim = dataclasses.replace(r, frames=np.zeros((r.frames.shape[0], 0, 0, 3), dtype=np.uint8))
@@ -172,7 +178,7 @@ def run_details(result: RunResult, measured: Measured | None) -> dict[str, Any]:
 def frame_plot(view: View, t: int, keep: np.ndarray) -> Any:
     r = view.result
     image = render.decode_jpeg(view.scrub[t])
-    return render.frame_figure(image, t, r.scores, keep, r.groups, r.patch_grid, float(r.timestamps[t]))
+    return render.frame_figure(image, t, r.scores, keep, r.groups, r.patch_grid, row_times(r)[t])
 
 
 def render_preview(view: View, keep_ratio: float, page: int = 0, frame: int = 0) -> PreviewOutputs:
@@ -181,8 +187,8 @@ def render_preview(view: View, keep_ratio: float, page: int = 0, frame: int = 0)
     return PreviewOutputs(
         masks=render.draw_masks(view.canvas, keep, page),
         masks_info=selection_markdown(r, keep, keep_ratio, preview=True),
-        heatmap=render.scores_heatmap(r.scores, keep, r.timestamps),
-        kept_bars=render.kept_bars(keep, r.timestamps),
+        heatmap=render.scores_heatmap(r.scores, keep, row_times(r)),
+        kept_bars=render.kept_bars(keep, row_times(r)),
         frame_plot=frame_plot(view, frame, keep),
         status=f"Keep {keep_ratio:.2f}: masks previewed; answers and timings are for keep {view.keep_ratio:.2f} "
                "until the models rerun (when the value rests).",
@@ -206,8 +212,8 @@ def render_run(view: View, has_learned_scorer: bool) -> RunOutputs:
         masks=render.draw_masks(view.canvas, r.keep_mask),
         masks_info=selection_markdown(r, r.keep_mask, view.keep_ratio, preview=False),
         scores_image=render.draw_scores(view.canvas, r.scores),
-        heatmap=render.scores_heatmap(r.scores, r.keep_mask, r.timestamps),
-        kept_bars=render.kept_bars(r.keep_mask, r.timestamps),
+        heatmap=render.scores_heatmap(r.scores, r.keep_mask, row_times(r)),
+        kept_bars=render.kept_bars(r.keep_mask, row_times(r)),
         baseline_answer=answer_text(base.answer) if base is not None else "(baseline not run)",
         stts_answer=answer_text(r.stts.answer),
         answer_info=answer_markdown(r, view.model_label),
@@ -219,7 +225,8 @@ def render_run(view: View, has_learned_scorer: bool) -> RunOutputs:
         masks_video=view.masks_video,
         bundle=view.bundle,
         frame_plot=frame_plot(view, 0, r.keep_mask),
-        status=f"Done: keep {view.keep_ratio:.2f}, {t} frames, scorer {r.scorer_used}. Every tab shows this run.",
+        status=f"Done: keep {view.keep_ratio:.2f}, {t} {unit_words(r)[0]}, scorer {r.scorer_used}. Every tab shows this "
+               "run.",
         frame=gr.update(maximum=max(1, t - 1), value=0, interactive=t > 1),
         page=gr.update(maximum=max(2, pages), value=1, visible=pages > 1),
         view=view,

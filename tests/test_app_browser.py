@@ -211,3 +211,34 @@ def test_gif_upload_plays_without_error(page, tmp_path: Path) -> None:
     assert ready >= 2
     assert page.locator(".toast-body").filter(has_text="playable").count() == 0
     page.screenshot(path=str(ARTIFACTS / "app_gif_upload.png"))
+
+
+def test_a_qwen_checkpoint_picked_in_the_model_box(page, tmp_path: Path) -> None:
+    """A tiny Qwen3-VL checkpoint typed into the Model box serves the page: its masks, heatmap and answers
+    speak of temporal patches (two frames a row, both frame times in the labels)."""
+    from stts_core.data.synthetic import VOCABULARY
+    from stts_core.models.qwen3_vl import FAMILY as QWEN3_VL
+
+    folder = QWEN3_VL.tiny_checkpoint(tmp_path / "qwen3-vl-tiny", preset="qwen3-vl-tiny", words=VOCABULARY)
+    clip = write_video(tmp_path / "clip.mp4", make_clip(5).frames, fps=8)
+    page.locator("#video input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video-info")).to_contain_text("fps")
+    page.locator("#question textarea").fill(QUESTION)
+    box = page.locator("#model input")
+    box.fill(str(folder))
+    box.press("Enter")
+    page.locator("#run").click()
+    answers_for(page, 0.5)
+    expect(page.locator("#masks-info")).to_contain_text("temporal patches")
+    expect(page.locator("#masks-info")).to_contain_text("both frame times")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "app_qwen_masks_tab.png"))
+    page.get_by_role("tab", name="Answers").click()
+    expect(page.locator("#answer-info")).to_contain_text("STTS temporal patches")
+    expect(page.locator("#answer-info")).to_contain_text("Each mask row is a temporal patch")
+    page.screenshot(path=str(ARTIFACTS / "app_qwen_answers_tab.png"))
+    page.get_by_role("tab", name="Temporal scores").click()
+    expect(page.locator("#heatmap .js-plotly-plot")).to_have_count(1)
+    expect(page.locator("#heatmap")).to_contain_text("s+")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "app_qwen_scores_tab.png"), full_page=True)

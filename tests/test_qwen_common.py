@@ -252,3 +252,29 @@ def test_several_questions_share_the_video_part(backend: QwenBackend) -> None:
         alone = backend.prepare(frames, question)
         assert torch.equal(inputs.tensors["input_ids"], alone.tensors["input_ids"])
         assert torch.equal(inputs.positions, alone.positions)
+
+
+def test_the_app_draws_a_row_per_temporal_patch_with_both_frame_times(backend: QwenBackend) -> None:
+    from app import render, views
+
+    result = run(backend, frames_from_array(clip(6)), "what moves ?",
+                 RunSettings(keep_ratio=0.5, scorer="heuristic", num_frames=6, max_new_tokens=2))
+    first, second = result.row_times[1]
+    assert render.frame_label(1, result.row_times[1]) == f"#1  {first:.2f}s+{second:.2f}s"
+    view = views.make_view(("clip", "qwen", 6, "heuristic", False), result, 0.5, "qwen")
+    assert view.canvas.shape == result.keep_mask.shape and len(view.scrub) == result.keep_mask.shape[0]
+    out = views.render_run(view, backend.has_learned_scorer)
+    assert "over 3 temporal patches" in out.masks_info and "temporal patch 0 is always kept whole" in out.masks_info
+    assert all("s+" in label for label in out.heatmap.data[0].y)
+    assert "STTS temporal patches: 3" in out.answer_info
+
+
+def test_the_zero_gpu_estimate_is_the_familys(backend: QwenBackend, tmp_path: Path) -> None:
+    from app import models
+
+    folder = backend.save(tmp_path / "app-model")
+    models.CACHE.configure(device="cpu", max_models=2)
+    loaded = models.CACHE.get(str(folder))
+    family = family_of(loaded)
+    assert models.gpu_seconds(32, 2, str(folder)) == int(min(models.GPU_MAX_S, family.gpu_seconds(32, 2)))
+    assert models.gpu_seconds(32, 2) == int(min(models.GPU_MAX_S, 2 * (20.0 + 0.75 * 32)))  # not loaded: the default
