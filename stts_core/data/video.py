@@ -344,7 +344,7 @@ class VideoFile:
         self.skipped_packets = 0
         self._container: av.container.InputContainer | None = container
         self._timeline = timeline
-        self._samples: dict[int, SampledVideo] = {}
+        self._samples: dict[Any, SampledVideo] = {}
 
     def __enter__(self) -> VideoFile:
         return self
@@ -362,13 +362,15 @@ class VideoFile:
         no frames between requests; the next `sample` decodes again."""
         self._samples.clear()
 
-    def sample(self, num_frames: int) -> SampledVideo:
-        """``num_frames`` frames spread uniformly in time (see ``load_video``); cached per frame count."""
+    def sample(self, num_frames: int, span: tuple[float, float] | None = None) -> SampledVideo:
+        """``num_frames`` frames spread uniformly in time (see ``load_video``), over the whole clip or the
+        part ``span`` (start, end seconds from the stream start); cached per frame count and span."""
         n = _validate_num_frames(num_frames, self.limits)
         n = min(n, len(self._timeline.pts))
-        if n not in self._samples:
-            self._samples[n] = self._decode(n)
-        return self._samples[n]
+        key: Any = n if span is None else (n, float(span[0]), float(span[1]))
+        if key not in self._samples:
+            self._samples[key] = self._decode(n, span)
+        return self._samples[key]
 
     def _times(self) -> tuple[np.ndarray, float]:
         """Presentation time of every frame in seconds from the stream start, and the clip's end."""
@@ -382,17 +384,26 @@ class VideoFile:
         times = timeline.pts.astype(np.float64) / info["fps"]
         return times, len(times) / info["fps"]
 
-    def _decode(self, n: int) -> SampledVideo:
+    def _decode(self, n: int, span: tuple[float, float] | None = None) -> SampledVideo:
         if self._container is None:
             raise VideoError("The video was already closed.")
         times, end = self._times()
-        chosen = uniform_positions(times, float(times[0]), end, n)
+        chosen = uniform_positions(times, float(times[0]), end, n) if span is None else _in_span(times, end, n, span)
         turns = _quarter_turns(self.info["rotation"])
         out_w, out_h = _target_size(self.info["coded_width"], self.info["coded_height"], self.limits.max_side)
 
+        # Each decoded frame is written straight into one preallocated array, so the peak stays at the
+        # sampled frames plus one frame in flight (a list of frames stacked at the end would hold two copies).
+        shape = (out_h, out_w) if turns % 2 == 0 else (out_w, out_h)
+        buffer = np.empty((len(chosen), *shape, 3), dtype=np.uint8)
+        filled = [0]
+
         def convert(frame: av.VideoFrame) -> np.ndarray:
             rgb = frame.reformat(width=out_w, height=out_h, format="rgb24", interpolation="AREA").to_ndarray()
-            return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+            slot = buffer[filled[0]]
+            slot[...] = np.rot90(rgb, turns) if turns else rgb
+            filled[0] += 1
+            return slot
 
         deadline = Deadline(self.limits.decode_timeout_s)
         container = self._container
@@ -409,12 +420,24 @@ class VideoFile:
         got = np.asarray([pos for pos, _ in decoded], dtype=np.int64)
         info = self.info
         return SampledVideo(
-            frames=np.stack([arr for _, arr in decoded]), timestamps=times[got].astype(np.float64), indices=got,
+            frames=buffer if filled[0] == len(buffer) else buffer[: filled[0]].copy(),
+            timestamps=times[got].astype(np.float64), indices=got,
             fps=float(info["fps"]), duration=float(info["duration"]), total_frames=int(info["total_frames"]),
             width=int(info["width"]), height=int(info["height"]),
             extra={"rotation": info["rotation"], "codec": info["codec"], "container": info["container"],
                    "skipped_packets": self.skipped_packets, "timestamps": info.get("timestamps", "stream")},
         )
+
+
+def _in_span(times: np.ndarray, end: float, n: int, span: tuple[float, float]) -> np.ndarray:
+    """The uniform rule applied to the frames inside ``span`` (clipped to the clip); a span that holds no
+    frame (past the end, or shorter than a frame) takes the frame nearest its middle."""
+    start = min(max(float(span[0]), float(times[0])), end)
+    stop = min(max(float(span[1]), start), end)
+    inside = np.nonzero((times >= start) & (times < stop))[0]
+    if len(inside) == 0:
+        return np.asarray([int(np.argmin(np.abs(times - (start + stop) / 2)))], dtype=np.int64)
+    return inside[uniform_positions(times[inside], start, stop, n)]
 
 
 def _rewind(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> None:
@@ -470,8 +493,10 @@ def _check_duration(duration: float | None, limits: VideoLimits) -> None:
         )
 
 
-def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLimits()) -> SampledVideo:
-    """Decode ``num_frames`` frames spread uniformly over the clip.
+def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLimits(),
+               span: tuple[float, float] | None = None) -> SampledVideo:
+    """Decode ``num_frames`` frames spread uniformly over the clip (or over its part ``span``: start and
+    end seconds from the stream start, e.g. the moment a benchmark question is about).
 
     Sampling is by time: the clip's duration is cut into ``num_frames`` equal slices and the frame
     nearest to each slice centre (by presentation time) is taken. Time rather than ``round(linspace)``
@@ -487,7 +512,7 @@ def load_video(path: str | Path, num_frames: int, limits: VideoLimits = VideoLim
     """
     n = _validate_num_frames(num_frames, limits)
     with open_video(path, limits) as video:
-        return video.sample(n)
+        return video.sample(n, span)
 
 
 def decoding_notes(sampled: SampledVideo) -> list[str]:
