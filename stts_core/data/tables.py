@@ -17,11 +17,13 @@ import re
 import stat
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from stts_core.data.question import validate_question
+from stts_core.data.video import VideoLimits
 
 TABLE_NAMES = ("questions.csv", "questions.jsonl")
 MAX_TABLE_BYTES = 20 * 1024**2
@@ -46,9 +48,23 @@ class Example:
     video: str  # as written in the data
     path: Path | None  # the resolved file
     question: str
-    answer: str | None = None
+    answer: str | None = None  # multiple choice: the gold option's letter
     type: str | None = None
     error: str | None = None
+    # Multiple choice and benchmarks (stts_core.data.benchmarks); a free-form question leaves them empty.
+    options: tuple[str, ...] = ()  # option texts in letter order (A, B, ...), without their letters
+    benchmark: str | None = None  # registry name of the benchmark the question comes from
+    task: str | None = None  # the benchmark's task or question type (its per-task table rows)
+    category: str | None = None  # a coarser grouping the benchmark reports (domain, C/T/D, level)
+    duration: str | None = None  # the benchmark's duration class (short/medium/long, 8-15s, ...)
+    span: tuple[float, float] | None = None  # the part of the video the question is about, seconds
+    doc_id: int | None = None  # position in the benchmark's own annotation file (lmms-eval's doc_id)
+    doc: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)  # the annotation row
+
+    @property
+    def is_choice(self) -> bool:
+        """A multiple-choice question: answered by a letter, graded against the gold letter."""
+        return bool(self.options)
 
 
 @dataclass
@@ -58,12 +74,16 @@ class Dataset:
     root: Path | None  # folder the videos were resolved against
     notes: list[str] = field(default_factory=list)
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    limits: VideoLimits | None = None  # video limits the source needs (long benchmark videos), else the default
+    _parts: list[Dataset] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
         """Remove files this dataset extracted or generated into its own temporary folder."""
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        for part in self._parts:
+            part.close()
 
 
 _SYNTHETIC = re.compile(r"^synthetic(?:-(plain|rich|mixed))?:(train|val|test)(?::(\d+)|\[:(\d+)\])?$")
@@ -77,15 +97,26 @@ def load_dataset(
     max_examples: int | None = None,
     num_frames: int = 16,
     allow_outside: bool = True,
+    subset: Sequence[str] | str | None = None,
 ) -> Dataset:
-    """Examples from ``synthetic:test[:N]``, a questions.csv / .jsonl file, a folder holding one, or a .zip.
+    """Examples from ``synthetic:test[:N]``, a questions.csv / .jsonl file, a folder holding one, a .zip,
+    or a benchmark's local copy in its published layout (``mvbench:/path/to/MVBench``, see
+    `stts_core.data.benchmarks`).
 
     ``workdir`` receives generated clips and extracted zips (a temporary folder removed by
     ``Dataset.close()`` when None). Videos are looked up relative to ``video_dir`` (default: the
     question table's folder); with ``allow_outside=False`` (uploads) a path that leaves that folder is
-    refused for its row. ``limit`` keeps the first N rows; more than ``max_examples`` rows is an error.
+    refused for its row. ``limit`` keeps the first N rows (a benchmark: the first questions of each task
+    in turn); more than ``max_examples`` rows is an error. ``subset`` keeps a benchmark's named tasks,
+    splits or classes, and a table's rows of those question types.
     """
     text = str(source).strip()
+    wanted = _subset(subset)
+    from stts_core.data.benchmarks import find_benchmark  # the readers build on this module's records
+
+    benchmark = find_benchmark(text)
+    if benchmark is not None:
+        return benchmark.load(text, limit=limit, subset=wanted, max_examples=max_examples)
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="stts-analyze-")
@@ -96,6 +127,8 @@ def load_dataset(
         else:
             table, base = _find_table(Path(text).expanduser(), Path(workdir))
         records = _read_table(table)
+        if wanted:
+            records = [r for r in records if (_text(r.get("type")) or "").lower() in wanted]
         if limit is not None:
             records = records[:limit]
         if max_examples is not None and len(records) > max_examples:
@@ -110,6 +143,33 @@ def load_dataset(
             tmp.cleanup()
         raise
     return Dataset(examples=examples, source=text, root=root, _tmp=tmp)
+
+
+def _subset(subset: Sequence[str] | str | None) -> tuple[str, ...]:
+    """``"a,b"`` or ``["a", "b"]`` as lower-case names (empty: everything)."""
+    items = subset.split(",") if isinstance(subset, str) else list(subset or ())
+    return tuple(dict.fromkeys(s.strip().lower() for s in items if s and s.strip()))
+
+
+def combine_datasets(parts: Sequence[Dataset]) -> Dataset:
+    """Several datasets as one (e.g. every benchmark of a paper-style table): examples renumbered in order,
+    ids kept (they must not collide), notes joined; closing it closes every part."""
+    if len(parts) == 1:
+        return parts[0]
+    examples: list[Example] = []
+    seen: set[str] = set()
+    for part in parts:
+        for ex in part.examples:
+            if ex.id in seen:
+                raise DatasetError(f"Two datasets both have a question with the id '{ex.id}'; give one of them "
+                                   "other ids.")
+            seen.add(ex.id)
+            examples.append(replace(ex, index=len(examples)))
+    limits = [p.limits for p in parts if p.limits is not None]
+    return Dataset(examples=examples, source=" ".join(p.source for p in parts), root=None,
+                   notes=[n for p in parts for n in p.notes],
+                   limits=max(limits, key=lambda lim: lim.max_duration_s) if limits else None,
+                   _parts=list(parts))
 
 
 def _synthetic_table(spec: str, workdir: Path, limit: int | None, num_frames: int) -> Path:

@@ -46,6 +46,9 @@ class ModelFamily:
     capabilities: frozenset[str] = field(default_factory=frozenset)
     gpu_base_s: float = 20.0  # ZeroGPU slot for one run (both models): a fixed part ...
     gpu_per_frame_s: float = 0.75  # ... plus a part per sampled frame
+    # Multiple-choice prompt style (stts_core.data.benchmarks.prompts); None: the style registered under the
+    # family's name if there is one (molmo2, qwen3_vl), else lmms-eval's default prompts.
+    mc_prompt: str | None = None
 
     def gpu_seconds(self, num_frames: int, runs: int = 1) -> float:
         return runs * (self.gpu_base_s + self.gpu_per_frame_s * num_frames)
