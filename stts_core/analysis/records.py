@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from stts_core.data.benchmarks.choices import extract_choice
 from stts_core.data.tables import Example
 from stts_core.data.video import VideoLimits
 from stts_core.methods.budget import validate_keep_ratio
@@ -89,9 +90,19 @@ def decode_mask(mask: dict[str, Any]) -> np.ndarray:
 
 
 def _row_base(ex: Example, setting: Setting) -> dict[str, Any]:
-    return {"id": ex.id, "index": ex.index, "video": ex.video, "path": str(ex.path) if ex.path else None,
-            "question": ex.question, "gold": ex.answer, "type": ex.type, "setting": setting.key,
-            "scorer": setting.scorer or BASELINE, "keep": setting.keep}
+    row = {"id": ex.id, "index": ex.index, "video": ex.video, "path": str(ex.path) if ex.path else None,
+           "question": ex.question, "gold": ex.answer, "type": ex.type, "setting": setting.key,
+           "scorer": setting.scorer or BASELINE, "keep": setting.keep}
+    if ex.benchmark is not None or ex.is_choice:  # a benchmark's question: what its tables group by
+        row.update({"benchmark": ex.benchmark, "task": ex.task, "category": ex.category, "duration": ex.duration,
+                    "doc_id": ex.doc_id, "options": list(ex.options),
+                    "span": list(ex.span) if ex.span is not None else None})
+    return row
+
+
+def answer_key(row: dict[str, Any]) -> str | None:
+    """What a row's answer is compared by: the extracted letter of a multiple-choice row, else its text."""
+    return row.get("extracted") if row.get("options") else row.get("answer")
 
 
 def error_row(ex: Example, setting: Setting, message: str) -> dict[str, Any]:
@@ -115,15 +126,31 @@ class Outcome:
     notes: list[str]
     vit_tokens: int = 0  # patches ViT block 0 ran on
     suffix_tokens: int = 0  # patches each ViT block after the pruning point ran on
+    prompt: str | None = None  # the text the model was asked (a multiple-choice question with its options)
+
+
+def _judged(ex: Example, setting: Setting, answer: str, baseline: str | None) -> dict[str, Any]:
+    """no_answer, correct, agrees: by the answer text (free-form), or by the letter read from it (multiple
+    choice; ``baseline`` is then the baseline's letter), with the letter and the rule that read it."""
+    if not ex.is_choice:
+        return {"no_answer": not normalize_answer(answer), "correct": matches(answer, ex.answer),
+                "agrees": None if setting.is_baseline else matches(answer, baseline)}
+    choice = extract_choice(answer, ex.options)
+    letter = choice.letter
+    return {"no_answer": letter is None, "correct": None if ex.answer is None else letter == ex.answer,
+            "agrees": None if setting.is_baseline else (letter is not None and letter == baseline),
+            "extracted": letter, "extracted_by": choice.rule}
 
 
 def outcome_row(ex: Example, setting: Setting, out: Outcome, baseline: str | None) -> dict[str, Any]:
+    """One results row. ``answer`` is the model's raw response, kept beside the letter read from it
+    (``extracted``) for a multiple-choice question; ``baseline`` is the baseline's `answer_key`."""
     keep = out.keep
     model_s = total(out.timings, MODEL_STAGES)
     return {
         **_row_base(ex, setting), "error": None, "scorer_used": out.scorer_used, "answer": out.answer,
-        "no_answer": not normalize_answer(out.answer), "correct": matches(out.answer, ex.answer),
-        "agrees": None if setting.is_baseline else matches(out.answer, baseline),
+        "prompt": out.prompt if out.prompt is not None else ex.question,
+        **_judged(ex, setting, out.answer, baseline),
         "baseline_answer": baseline, "token_ids": out.token_ids, "num_frames": len(out.frames_used),
         "frames_used": out.frames_used, "visual_tokens": out.visual_tokens,
         "vit_tokens": out.vit_tokens, "vit_suffix_tokens": out.suffix_tokens,
@@ -156,6 +183,8 @@ class Analysis:
     thumbs: dict[str, Thumb] = field(default_factory=dict)  # example id -> thumbnail, examples that flipped
     out_dir: Path | None = None
     examples_computed: int = 0  # examples with at least one row computed now (the rate counts these)
+    benchmarks: list[dict[str, Any]] = field(default_factory=list)  # paper-style cells (analysis.bench_tables)
+    exports: list[Path] = field(default_factory=list)  # lmms-eval sample logs written (analysis.lmms_export)
 
     @property
     def failed(self) -> list[dict[str, Any]]:

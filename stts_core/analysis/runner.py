@@ -40,7 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from stts_core.analysis.bench_tables import PAPER_TABLE, benchmark_cells, write_paper_table
+from stts_core.analysis.lmms_export import write_lmms_samples
 from stts_core.analysis.metrics import flagged, score_stats, summarize, write_summary
+from stts_core.analysis.prompting import prompt_for, prompt_style
 from stts_core.analysis.records import (
     BASELINE,
     Analysis,
@@ -48,6 +51,7 @@ from stts_core.analysis.records import (
     Outcome,
     Setting,
     Thumb,
+    answer_key,
     error_row,
     outcome_row,
 )
@@ -97,10 +101,11 @@ def _prepare(backend: VideoBackend, video: SampledVideo, questions: list[str], p
 
 
 @torch.no_grad()
-def _open_video(backend: VideoBackend, path: Path, questions: list[str], cfg: AnalysisSettings, seed: int) -> _Video:
+def _open_video(backend: VideoBackend, path: Path, questions: list[str], cfg: AnalysisSettings, seed: int,
+                span: tuple[float, float] | None = None) -> _Video:
     timer = StageTimer(None)
     with timer.stage("decode_video"):
-        sampled = load_video(path, cfg.num_frames, cfg.limits)
+        sampled = load_video(path, cfg.num_frames, cfg.limits, span)
     inputs, prefix, times = _prepare(backend, sampled, questions)
     notes = []
     if sampled.frames.shape[0] < cfg.num_frames:
@@ -251,7 +256,7 @@ def _setting_outcomes(backend: VideoBackend, v: _Video, setting: Setting, sel: l
 
 @dataclass
 class _Group:
-    """The examples that share one video (decoded and run through the ViT once), or one bad example."""
+    """The examples that share one video and span (decoded and run through the ViT once), or one bad example."""
 
     ordinal: int  # the video's number in the dataset: its random-scorer seed is settings.seed + ordinal
     examples: list[Example]
@@ -260,7 +265,7 @@ class _Group:
 def group_by_video(examples: Iterable[Example]) -> list[_Group]:
     groups: dict[tuple[str, str], _Group] = {}
     for ex in examples:
-        key = ("error", ex.id) if ex.error is not None or ex.path is None else ("video", str(ex.path))
+        key = ("error", ex.id) if ex.error is not None or ex.path is None else ("video", str(ex.path), ex.span)
         if key not in groups:
             groups[key] = _Group(len(groups), [])
         groups[key].examples.append(ex)
@@ -284,7 +289,9 @@ def _group_rows(backend: VideoBackend, group: _Group, todo: dict[str, list[Setti
             raise ValueError(exs[0].error or "No video file is named in this row.")
         if not exs:
             return
-        video = _open_video(backend, exs[0].path, [e.question for e in exs], cfg, cfg.seed + group.ordinal)
+        style = prompt_style(backend) if any(e.is_choice for e in exs) else None
+        prompts = [prompt_for(backend, e, style) for e in exs]
+        video = _open_video(backend, exs[0].path, prompts, cfg, cfg.seed + group.ordinal, exs[0].span)
         keep["video"] = video
         for setting in cfg.settings():
             sel = [i for i, e in enumerate(exs) if setting in todo[e.id]]
@@ -292,9 +299,10 @@ def _group_rows(backend: VideoBackend, group: _Group, todo: dict[str, list[Setti
                 continue
             for i, out in zip(sel, _setting_outcomes(backend, video, setting, sel, cfg), strict=True):
                 out.notes = video.notes + out.notes
+                out.prompt = prompts[i]
                 row = outcome_row(exs[i], setting, out, baselines.get(exs[i].id))
                 if setting.is_baseline:
-                    baselines[exs[i].id] = out.answer
+                    baselines[exs[i].id] = answer_key(row)
                 produced.add((exs[i].id, setting.key))
                 yield row
     except Exception as err:  # noqa: BLE001 - any failure is recorded on its rows; the batch goes on
@@ -321,7 +329,7 @@ def _keep_thumbs(group: _Group, video: _Video | None, rows: dict[str, list[dict[
 def _work(backend: VideoBackend, groups: list[_Group], cfg: AnalysisSettings, done: dict[tuple[str, str], Any],
           store: Store | None, bar: Any, progress: ProgressFn | None) -> tuple[list[dict[str, Any]], dict, int]:
     plan = cfg.settings()
-    baselines = {k[0]: r["answer"] for k, r in done.items() if k[1] == BASELINE}
+    baselines = {k[0]: answer_key(r) for k, r in done.items() if k[1] == BASELINE}
     new_rows: list[dict[str, Any]] = []
     thumbs: dict[str, Thumb] = {}
     total, finished, failed, computed = sum(len(g.examples) for g in groups), 0, 0, 0
@@ -401,14 +409,23 @@ def run_analysis(
     rows = [r for r in every if (r["id"], r["setting"]) in wanted]
     summary = summarize(rows, plan)
     result = Analysis(rows, summary, cfg, len(examples), counts[1], time.perf_counter() - start, thumbs,
-                      store.dir if store is not None else None, counts[0])
+                      store.dir if store is not None else None, counts[0], benchmarks=benchmark_cells(rows, plan))
     if store is not None:
-        write_summary(store.dir / SUMMARY, summary)
-        if report:
-            from stts_core.analysis.report import write_report
-
-            write_report(store.dir / REPORT, result, model_name or backend.source)
+        _write_outputs(store.dir, result, examples, report, model_name or backend.source)
     return result
+
+
+def _write_outputs(out_dir: Path, result: Analysis, examples: Sequence[Example], report: bool, model: str) -> None:
+    """summary.csv (plus the benchmark cells), paper_table.csv and the lmms-eval sample logs of a benchmark
+    run, and report.html."""
+    write_summary(out_dir / SUMMARY, [*result.summary, *result.benchmarks])
+    if result.benchmarks:
+        write_paper_table(out_dir / PAPER_TABLE, result.benchmarks)
+        result.exports = write_lmms_samples(out_dir, result.rows, examples)
+    if report:
+        from stts_core.analysis.report import write_report
+
+        write_report(out_dir / REPORT, result, model)
 
 
 def run_settings_for(row: dict[str, Any], settings: AnalysisSettings, run_baseline: bool = False) -> RunSettings:
@@ -437,8 +454,8 @@ def compare_naive(backend: VideoBackend, examples: Sequence[Example], settings: 
     shared_s = time.perf_counter() - start
     good = [r for r in shared.rows if not r.get("error")]
     start = time.perf_counter()
-    same = sum(run(backend, r["path"], r["question"], run_settings_for(r, cfg), cfg.limits).stts.answer == r["answer"]
-               for r in good)
+    same = sum(run(backend, r["path"], r.get("prompt") or r["question"], run_settings_for(r, cfg), cfg.limits).stts.answer
+               == r["answer"] for r in good)
     naive_s = time.perf_counter() - start
     return {"examples": len(chosen), "videos": len(group_by_video(chosen)), "settings": len(cfg.settings()),
             "shared_s": shared_s, "naive_s": naive_s, "speedup": naive_s / max(shared_s, 1e-9),

@@ -6,13 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from stts_core.analysis.bench_tables import PAPER_TABLE, format_tables
 from stts_core.analysis.records import Analysis, AnalysisSettings, default_methods
 from stts_core.analysis.runner import _broadcast, compare_naive, run_analysis
 from stts_core.analysis.store import REPORT, RESULTS, SUMMARY
 from stts_core.cli import common as cli
-from stts_core.data.tables import DEFAULT_SYNTHETIC, Dataset, DatasetError, load_dataset
+from stts_core.data.benchmarks import list_benchmarks
+from stts_core.data.tables import DEFAULT_SYNTHETIC, Dataset, DatasetError, combine_datasets, load_dataset
 from stts_core.models.base import VideoBackend
 
 
@@ -27,10 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
                    [cli.model_options(), cli.stts_options(keep=(0.5, 0.3, 0.2), scorer=default_methods(),
                                                              new_tokens=8), cli.output_options()])
     g = p.add_argument_group("analysis")
-    g.add_argument("--data", default=f"synthetic:test:{DEFAULT_SYNTHETIC}",
-                   help="folder with questions.csv/.jsonl, one of those files, a .zip, or synthetic:test[:N]")
+    names = ", ".join(f"{b.name}:/path" for b in list_benchmarks())
+    g.add_argument("--data", nargs="+", default=[f"synthetic:test:{DEFAULT_SYNTHETIC}"], metavar="SPEC",
+                   help="folder with questions.csv/.jsonl, one of those files, a .zip, synthetic:test[:N], or a "
+                        f"benchmark's local copy ({names}); several specs run as one table")
+    g.add_argument("--subset", default=None, metavar="NAMES",
+                   help="comma-separated benchmark tasks, splits or classes (a table: question types) to keep")
     g.add_argument("--out", type=_out_dir, required=True, help="output folder; rerunning into it resumes")
-    g.add_argument("--limit", type=cli.whole_number(1), default=None, help="use only the first N questions")
+    g.add_argument("--limit", type=cli.whole_number(1), default=None,
+                   help="use only the first N questions (a benchmark: the first of each task in turn)")
     g.add_argument("--seed", type=cli.whole_number(0), default=0, help="random scorer seed (video i uses seed + i)")
     g.add_argument("--compare-naive", type=cli.whole_number(1), default=None, metavar="N",
                    help="afterwards, time the shared path against pipeline.run per setting on N examples")
@@ -62,24 +70,45 @@ def format_summary(analysis: Analysis) -> str:
     return "\n".join(lines)
 
 
+def _load(args: argparse.Namespace) -> Dataset:
+    """Every --data spec as one dataset. With several, one that cannot be read (a missing or broken
+    annotation file) is skipped with its one-line reason in the notes and the others run."""
+    parts, skipped = [], []
+    for spec in args.data:
+        try:
+            parts.append(load_dataset(spec, workdir=args.out / "data", limit=args.limit, num_frames=args.frames,
+                                      subset=args.subset))
+        except DatasetError as err:
+            if len(args.data) == 1:
+                raise
+            skipped.append(f"skipped {spec}: {err}")
+    if not parts:
+        raise DatasetError("No --data spec could be read: " + " ".join(skipped))
+    dataset = combine_datasets(parts)
+    dataset.notes[:0] = skipped
+    return dataset
+
+
 def _dataset(args: argparse.Namespace, rank: int, world: int) -> Dataset:
     """Rank 0 loads (and writes generated clips) first; the others then reuse what it wrote."""
     dataset, error = None, None
     if rank == 0:
         try:
-            dataset = load_dataset(args.data, workdir=args.out / "data", limit=args.limit, num_frames=args.frames)
+            dataset = _load(args)
         except DatasetError as err:
             error = str(err)
     error = _broadcast(error, world)
     if error:
         cli.exit_with_error(error)
     if dataset is None:
-        dataset = load_dataset(args.data, workdir=args.out / "data", limit=args.limit, num_frames=args.frames)
+        dataset = _load(args)
     return dataset
 
 
 def _finish(args: argparse.Namespace, backend: VideoBackend, analysis: Analysis, dataset: Dataset) -> int:
     print(format_summary(analysis))
+    if analysis.benchmarks:
+        print("\n" + format_tables(analysis.benchmarks))
     naive = None
     if args.compare_naive:
         naive = compare_naive(backend, dataset.examples, analysis.settings, args.compare_naive)
@@ -95,7 +124,11 @@ def _finish(args: argparse.Namespace, backend: VideoBackend, analysis: Analysis,
                                          "wall_s": analysis.wall_s, "examples_per_s": analysis.examples_per_s,
                                          "naive": naive, "model": args.model}, indent=2))
     print(f"wrote {args.out / RESULTS}, {args.out / SUMMARY}" + ("" if args.no_report else f", {args.out / REPORT}"))
-    return 1 if analysis.failed else 0
+    if analysis.benchmarks:
+        print(f"wrote {args.out / PAPER_TABLE} and {len(analysis.exports)} lmms-eval sample logs under "
+              f"{args.out / 'lmms_eval'}")
+    skipped = [n for n in dataset.notes if n.startswith("skipped ")]
+    return 1 if analysis.failed or skipped else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -111,6 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rank == 0:
             cli.print_fallback_notes(backend, cfg.scorers)
         dataset = _dataset(args, rank, world)
+        if dataset.limits is not None:  # a benchmark's long videos
+            cfg = replace(cfg, limits=replace(dataset.limits, max_frames=cfg.limits.max_frames))
+        if rank == 0:
+            for note in dataset.notes:
+                print(note)
         try:
             analysis = run_analysis(backend, dataset.examples, cfg, args.out, show_bar=rank == 0,
                                     report=not args.no_report, model_name=args.model, rank=rank, world=world)
