@@ -27,7 +27,7 @@ import zipfile
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,8 +35,11 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
+from app.batch_local import BENCHMARK, benchmark_status, benchmark_table, load_local_benchmarks
 from app.forms import FRAMES_RANGE, MAX_NEW_TOKENS, VIDEO_TYPES
 from app.text import SCORERS as SINGLE_VIEW_METHODS
+from stts_core.analysis.bench_tables import PAPER_TABLE
+from stts_core.analysis.lmms_export import FOLDER as LMMS_FOLDER
 from stts_core.analysis.metrics import flips
 from stts_core.analysis.records import BASELINE, Analysis, AnalysisSettings, Thumb, decode_mask, default_methods
 from stts_core.analysis.report import KIND_TEXT, curve_figure, mask_tiles, type_figure
@@ -150,6 +153,7 @@ class BatchOutputs(NamedTuple):
     preview_info: str
     failed_table: pd.DataFrame
     bundle: str
+    benchmark_table: pd.DataFrame  # the paper-style table of a benchmark run (empty otherwise)
     state: BatchResult
 
 
@@ -241,8 +245,12 @@ def synthetic_count(count: Any, max_examples: int = MAX_EXAMPLES_PER_REQUEST) ->
 
 
 def load_batch_dataset(source: str, count: Any, files: Any, num_frames: int, workdir: Path,
-                       max_examples: int = MAX_EXAMPLES_PER_REQUEST) -> Dataset:
-    """The request's examples (at most `max_examples`), unpacked or generated under `workdir`."""
+                       max_examples: int = MAX_EXAMPLES_PER_REQUEST, benchmark: Any = None, subset: Any = None,
+                       allow_folders: bool = False) -> Dataset:
+    """The request's examples (at most `max_examples`), unpacked or generated under `workdir`, or read from
+    the benchmark folders `benchmark` names (where the server allows folders; `count` caps them)."""
+    if source == BENCHMARK:
+        return load_local_benchmarks(benchmark, subset, synthetic_count(count, max_examples), allow_folders)
     if source not in (SYNTHETIC, UPLOAD):
         raise _fail(f"Choose the data: {SYNTHETIC} or {UPLOAD}.")
     try:
@@ -397,7 +405,7 @@ def flip_target(result: BatchResult, index: int, model: Any = None) -> FlipTarge
     if not FRAMES_RANGE[0] <= frames <= FRAMES_RANGE[1]:
         raise _fail(f"This flip used {frames} frame(s) ({row['setting']}) and the single-video view takes "
                     f"{FRAMES_RANGE[0]} to {FRAMES_RANGE[1]}; its keep mask is shown here instead.")
-    return FlipTarget(video=video, question=row["question"], scorer=scorer, frames=frames, keep=keep,
+    return FlipTarget(video=video, question=row.get("prompt") or row["question"], scorer=scorer, frames=frames, keep=keep,
                       match_budget=False)
 
 
@@ -440,9 +448,11 @@ def _keep_flip_videos(items: Sequence[dict[str, Any]], folder: Path) -> dict[str
 def _bundle(out_dir: Path, folder: Path) -> str:
     target = folder / BUNDLE
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in (RESULTS, SUMMARY, REPORT):
+        for name in (RESULTS, SUMMARY, REPORT, PAPER_TABLE):
             if (out_dir / name).is_file():
                 archive.write(out_dir / name, arcname=name)
+        for log in sorted((out_dir / LMMS_FOLDER).glob("*/*.jsonl")):  # lmms-eval sample logs of a benchmark run
+            archive.write(log, arcname=str(log.relative_to(out_dir)))
     return str(target)
 
 
@@ -470,28 +480,34 @@ def _results(analysis: Analysis, model: str, cfg: AnalysisSettings, keep_dir: Pa
                          videos=_keep_flip_videos(items, keep_dir))
     image, info = preview(result, 0) if items else (None, "No example changed its outcome under pruning.")
     return BatchOutputs(
-        status=status_markdown(analysis, model, items),
+        status=status_markdown(analysis, model, items) + benchmark_status(analysis.benchmarks),
         accuracy_plot=curve_figure(analysis.summary, "accuracy", "Accuracy vs keep ratio"),
         agreement_plot=curve_figure(analysis.summary, "agreement", "Agreement with the unpruned answer"),
         type_plot=type_figure(analysis.summary), flip_table=flip_table(items), preview=image, preview_info=info,
-        failed_table=failed_table(analysis.rows), bundle=_bundle(analysis.out_dir or keep_dir, keep_dir), state=result)
+        failed_table=failed_table(analysis.rows), bundle=_bundle(analysis.out_dir or keep_dir, keep_dir),
+        benchmark_table=benchmark_table(analysis.benchmarks), state=result)
 
 
 def run_batch(get_backend: GetBackend, model: Any, source: str, count: Any, files: Any, scorers: Any, keeps: Any,
               frames: Any, previous: BatchResult | None = None, public: bool = False,
               max_new_tokens: int = MAX_NEW_TOKENS, max_examples: int = MAX_EXAMPLES_PER_REQUEST,
-              temp_dir: str | Path | None = None, progress: gr.Progress = NO_PROGRESS) -> BatchOutputs:
+              temp_dir: str | Path | None = None, progress: gr.Progress = NO_PROGRESS, benchmark: Any = None,
+              subset: Any = None, allow_folders: bool = False) -> BatchOutputs:
     """Check the request, run every example through the baseline and every scorer x keep ratio, and
     return what the tab shows. Raises gr.Error with one sentence for a request that cannot run; a bad
     example only fails its own rows. The run's folder (data, results) is removed before returning; the
-    flips' videos and the download stay in a kept folder until the tab's next batch or its state ends."""
+    flips' videos and the download stay in a kept folder until the tab's next batch or its state ends.
+    `benchmark` / `subset`: the specs and subset of the local benchmark folder source (`allow_folders`)."""
     cfg = batch_settings(scorers, keeps, frames, public, max_new_tokens)
     label = model if isinstance(model, str) else ""
     work = Path(tempfile.mkdtemp(prefix="stts-batch-", dir=temp_dir))
     keep_dir = Path(tempfile.mkdtemp(prefix="stts-batch-kept-", dir=temp_dir))
     try:
-        progress(0.0, desc="Reading the data" if source == UPLOAD else "Drawing the synthetic clips")
-        dataset = load_batch_dataset(source, count, files, cfg.num_frames, work, max_examples)
+        progress(0.0, desc="Drawing the synthetic clips" if source == SYNTHETIC else "Reading the data")
+        dataset = load_batch_dataset(source, count, files, cfg.num_frames, work, max_examples, benchmark, subset,
+                                     allow_folders)
+        if dataset.limits is not None:  # a benchmark's long videos
+            cfg = replace(cfg, limits=replace(dataset.limits, max_frames=cfg.limits.max_frames))
         try:
             progress(0.02, desc="Loading the model")
             backend = _backend(get_backend, model)
