@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from app import batch, batch_tab
+from app import batch, batch_tab, compare
 from app.examples import REAL_CREDIT, ensure_examples, real_examples
 from app.forms import FRAMES_RANGE, KEEP_RANGE, LIMITS, VIDEO_TYPES, limits_text
 from app.handlers import PRECISE_PAIRS, Handlers
@@ -95,8 +95,8 @@ def input_column(choices: ModelChoices, keep_default: float, examples: list[tupl
 
 
 def result_tabs(model_box: gr.Dropdown, handlers: Handlers, public: bool = False) -> SimpleNamespace:
-    """The right column: masks (video, scrubber, contact sheet), scores, answers, speed, download, and
-    the batch analysis over many videos."""
+    """The right column: masks (video, scrubber, contact sheet), scores, answers, speed, download, the
+    methods side by side on this video, and the batch analysis over many videos."""
     with gr.Column(scale=7, min_width=480), gr.Tabs() as tabs:
         with gr.Tab("Keep masks", id="masks"):
             masks_info = gr.Markdown("Run a video to see which patch groups STTS keeps: pruned groups "
@@ -135,13 +135,14 @@ def result_tabs(model_box: gr.Dropdown, handlers: Handlers, public: bool = False
             bundle = gr.File(label="Run bundle (zip)", elem_id="bundle", interactive=False)
             with gr.Accordion("Full result (JSON)", open=False):
                 details = gr.JSON(elem_id="details")
+        compare_view = compare.build_compare_tab()
         batch_view = batch_tab.build_batch_tab(model_box, handlers.backend_for, public=public)
 
     return SimpleNamespace(masks_info=masks_info, masks_video=masks_video, frame=frame, frame_plot=frame_plot,
                            page=page, masks=masks, scores_image=scores_image, heatmap=heatmap, kept_bars=kept_bars,
                            baseline_answer=baseline_answer, stts_answer=stts_answer, answer_info=answer_info,
                            speed_info=speed_info, stage_table=stage_table, stage_chart=stage_chart, bundle=bundle,
-                           details=details, tabs=tabs, batch_view=batch_view)
+                           details=details, tabs=tabs, batch_view=batch_view, compare_view=compare_view)
 
 
 def wire(handlers: Handlers, p: SimpleNamespace) -> None:
@@ -196,3 +197,4 @@ def wire(handlers: Handlers, p: SimpleNamespace) -> None:
     p.upload_any.upload(handlers.upload_other, [p.upload_any, p.frames], [p.video, p.video_info],
                         concurrency_id="probe", **private)
     p.model_box.change(handlers.model_changed, [p.model_box, p.scorer], [p.scorer, p.keep], queue=False, **private)
+    compare.wire_compare(handlers, p, p.compare_view)  # the Compare methods tab: its own methods and keep slider

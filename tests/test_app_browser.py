@@ -213,6 +213,60 @@ def test_gif_upload_plays_without_error(page, tmp_path: Path) -> None:
     page.screenshot(path=str(ARTIFACTS / "app_gif_upload.png"))
 
 
+def open_tab(page, name: str) -> None:
+    """Click a tab, from the "More tabs" menu when the tab row has no room for it."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    page.locator("button[aria-label='More tabs']").click()
+    page.locator(".overflow-dropdown button").filter(has_text=name).click()
+
+
+def test_compare_methods_tab(page, tmp_path: Path) -> None:
+    """One video, four methods at one keep ratio: a strip per method over the same frames, the table of
+    answers, agreement, TTFT and tokens; the keep slider redraws the strips at once, then the models rerun."""
+    clip = write_video(tmp_path / "clip.mp4", make_clip(5).frames, fps=8)
+    page.locator("#video input[type=file]").set_input_files(str(clip))
+    expect(page.locator("#video-info")).to_contain_text("fps")
+    page.locator("#question textarea").fill(QUESTION)
+    open_tab(page, "Compare methods")
+    for name in ("learned", "evs", "vidcom2", "fastv"):
+        expect(page.locator("#compare-methods").get_by_label(name, exact=True)).to_be_checked()
+    page.locator("#compare-methods").get_by_label("divprune", exact=True).check()
+    page.locator("#compare-run").click()
+    expect(page.locator("#compare-status")).to_contain_text("Done: keep 0.50", timeout=120_000)
+    expect(page.locator("#compare-strips img")).to_have_count(1)
+    table = page.locator("#compare-table")
+    for name in ("baseline", "learned", "evs", "vidcom2", "divprune", "fastv"):
+        expect(table).to_contain_text(name)
+    expect(page.locator("#compare-summary")).to_contain_text("every method gives the LLM")
+    expect(page.locator("#compare-chart .js-plotly-plot")).to_have_count(1)
+    page.locator("#compare-strips").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "app_compare_tab.png"), full_page=True)
+
+    strips = page.locator("#compare-strips img")
+    before = strips.get_attribute("src")
+    drag_slider(page, "compare-keep", 0.2, 0.05, 1.0)
+    expect(strips).not_to_have_attribute("src", before, timeout=20_000)
+    after = float(page.locator("#compare-keep input[type=number]").input_value())
+    assert 0.1 < after < 0.3
+    expect(page.locator("#compare-status")).to_contain_text(f"Done: keep {after:.2f}", timeout=120_000)
+    expect(page.locator("#compare-summary")).to_contain_text(f"Keep {after:.2f}")
+    page.locator("#compare-strips").scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "app_compare_after_slider.png"), full_page=True)
+
+    with page.expect_download() as info:
+        page.locator("#compare-bundle a").first.click()
+    saved = tmp_path / "compare.zip"
+    info.value.save_as(saved)
+    with zipfile.ZipFile(saved) as zf:
+        assert {"compare.json", "methods.csv", "strips.png"} <= set(zf.namelist())
+        data = json.loads(zf.read("compare.json"))
+        assert [m["method"] for m in data["methods"]] == ["learned", "evs", "vidcom2", "divprune", "fastv"]
+        assert data["keep_ratio"] == pytest.approx(after)
+
+
 def test_a_qwen_checkpoint_picked_in_the_model_box(page, tmp_path: Path) -> None:
     """A tiny Qwen3-VL checkpoint typed into the Model box serves the page: its masks, heatmap and answers
     speak of temporal patches (two frames a row, both frame times in the labels)."""
