@@ -136,7 +136,8 @@ def result_tabs(model_box: gr.Dropdown, handlers: Handlers, public: bool = False
             with gr.Accordion("Full result (JSON)", open=False):
                 details = gr.JSON(elem_id="details")
         compare_view = compare.build_compare_tab()
-        batch_view = batch_tab.build_batch_tab(model_box, handlers.backend_for, public=public)
+        batch_view = batch_tab.build_batch_tab(model_box, handlers.backend_for, public=public,
+                                               allow_folders=handlers.choices.custom_allowed)
 
     return SimpleNamespace(masks_info=masks_info, masks_video=masks_video, frame=frame, frame_plot=frame_plot,
                            page=page, masks=masks, scores_image=scores_image, heatmap=heatmap, kept_bars=kept_bars,

@@ -16,10 +16,11 @@ from stts_core.analysis.lmms_export import diff_samples, read_samples, setting_s
 from stts_core.analysis.prompting import prompt_for, prompt_style
 from stts_core.cli import analyze as analyze_cli
 from stts_core.data.benchmarks import extract_choice, find_benchmark, fixtures
-from stts_core.data.benchmarks.prompts import choice_prompt, style_for
+from stts_core.data.benchmarks.prompts import choice_prompt, style_for, style_names
 from stts_core.data.benchmarks.registry import round_robin
 from stts_core.data.tables import DatasetError, Example, load_dataset
 from stts_core.models.loading import DEFAULT_MODEL
+from stts_core.models.registry import list_families
 
 SPECS = ("mvbench", "videomme", "nextqa", "longvideobench")
 FRAMES = 4
@@ -185,6 +186,12 @@ def test_each_family_asks_in_its_own_format() -> None:
     assert style_for("some_new_family") == "lmms-eval" and style_for("molmo2", "lmms-eval") == "lmms-eval"
     with pytest.raises(ValueError, match="Unknown multiple-choice prompt style"):
         style_for("molmo2", "nope")
+
+
+def test_every_registered_family_has_a_prompt_style() -> None:
+    styles = {f.name: style_for(f.name, f.mc_prompt) for f in list_families()}
+    assert set(styles.values()) <= set(style_names()) and styles["molmo2"] == "molmo2"
+    assert styles.get("qwen3_vl", "qwen3_vl") == "qwen3_vl" and styles.get("qwen2_5_vl", "lmms-eval") == "lmms-eval"
 
 
 def test_the_analysis_asks_a_molmo2_backend_in_molmo2s_format(micro_backend, copies: dict[str, Path]) -> None:

@@ -59,3 +59,14 @@ def test_a_benchmark_batch_shows_the_paper_table_and_bundles_the_logs(tmp_path: 
     assert {"paper_table.csv", "lmms_eval/baseline/samples_nextqa_mc_test.jsonl",
             "lmms_eval/heuristic_keep0.5/samples_nextqa_mc_test.jsonl"} <= names
     assert "**4 examples**" in out.status and "letter read from the answer" in out.status  # the copy's 4 test questions
+
+
+def test_the_page_offers_folders_unless_public_without_custom_models(tmp_path: Path) -> None:
+    from app.ui import build_demo
+
+    def offered(**kwargs: Any) -> bool:
+        demo = build_demo(examples_folder=tmp_path, **kwargs)
+        radio = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "batch-source")
+        return BENCHMARK in [c[1] for c in radio.choices]
+
+    assert offered() and not offered(public=True) and offered(public=True, allow_custom=True)
