@@ -106,6 +106,24 @@ def test_longvideobench_reads_candidates_and_duration_groups(copies: dict[str, P
     assert data.limits is not None and data.limits.max_duration_s >= 3600  # hour-long videos are allowed
 
 
+def test_longvideobench_reads_the_validation_parquet_first(copies: dict[str, Path], tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    records = json.loads((copies["longvideobench"] / "lvb_val.json").read_text())[:3]
+    rows = [{**{k: v for k, v in r.items() if k != "candidates"},
+             **{f"option{i}": (r["candidates"][i] if i < len(r["candidates"]) else "N/A") for i in range(5)}}
+            for r in reversed(records)]  # another order than the json: doc_id follows the parquet
+    root = tmp_path / "lvb"
+    (root / "videos").mkdir(parents=True)
+    for r in records:
+        (root / "videos" / r["video_path"]).write_bytes((copies["longvideobench"] / "videos" / r["video_path"]).read_bytes())
+    (root / "lvb_val.json").write_text(json.dumps(records))
+    pq.write_table(pa.Table.from_pylist(rows), root / "validation-00000-of-00001.parquet")
+    data = _load("longvideobench", root)
+    assert [e.doc["id"] for e in data.examples] == [r["id"] for r in rows]
+    assert all(len(e.options) == 4 and e.error is None for e in data.examples)
+
+
 # ------------------------------------------------------------------------------------------- layouts
 
 
@@ -309,6 +327,12 @@ def test_lmms_eval_logs_match_an_lmms_eval_run_by_doc_id(analysed: dict, copies:
     assert [p["doc_id"] for p in pairs] == sorted(samples)
     assert all(p["target"] == p["their_target"] and p["theirs"] == "A" for p in pairs)
     assert all(samples[p["doc_id"]]["doc"]["question_id"] == table[p["doc_id"]]["question_id"] for p in pairs)
+    # A run over a copy in another order still pairs by the benchmark's own question id.
+    shuffled = out / "theirs-shuffled.jsonl"
+    shuffled.write_text("".join(reversed(theirs.read_text().splitlines(keepends=True))).replace('"doc_id": ', '"x": '))
+    by_qid = diff_samples(ours, shuffled, key="videomme_perception_score.question_id")
+    assert sorted(p["videomme_perception_score.question_id"] for p in by_qid) == sorted(
+        s["doc"]["question_id"] for s in samples.values())
 
 
 def test_a_copy_that_cannot_be_read_is_skipped_and_the_rest_runs(copies: dict[str, Path], tmp_path: Path,

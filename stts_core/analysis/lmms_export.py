@@ -86,20 +86,38 @@ def _response(sample: dict[str, Any]) -> str:
     return "" if value is None or value == [] else str(value)
 
 
-def read_samples(path: Path) -> dict[int, dict[str, Any]]:
-    """An lmms-eval (or our) samples file by ``doc_id``."""
+def _key(sample: dict[str, Any], key: str) -> Any:
+    """A sample's value at a dotted path (``doc_id``, ``videomme_perception_score.question_id``, ``doc.id``)."""
+    value: Any = sample
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def read_samples(path: Path, key: str = "doc_id") -> dict[Any, dict[str, Any]]:
+    """An lmms-eval (or our) samples file by ``key`` (samples without it are left out)."""
     out = {}
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.strip():
             sample = json.loads(line)
-            out[int(sample["doc_id"])] = sample
+            value = _key(sample, key)
+            if value is not None:
+                out[value] = sample
     return out
 
 
-def diff_samples(ours: Path, theirs: Path) -> list[dict[str, Any]]:
-    """The questions both files hold, matched by ``doc_id``: each with both responses, both targets and
-    whether the responses are the same text."""
-    a, b = read_samples(ours), read_samples(theirs)
-    return [{"doc_id": i, "target": a[i].get("target"), "their_target": b[i].get("target"), "ours": _response(a[i]),
+def diff_samples(ours: Path, theirs: Path, key: str = "doc_id") -> list[dict[str, Any]]:
+    """The questions both files hold, matched by ``key`` (``doc_id``; or the benchmark's own question id
+    where the two runs read differently ordered copies, e.g. ``videomme_perception_score.question_id``,
+    ``lvb_acc.id``): each with both responses, both targets and whether the responses are the same text."""
+    a, b = read_samples(ours, key), read_samples(theirs, key)
+    return [{key: i, "target": a[i].get("target"), "their_target": b[i].get("target"), "ours": _response(a[i]),
              "theirs": _response(b[i]), "same_response": _response(a[i]).strip() == _response(b[i]).strip()}
-            for i in sorted(set(a) & set(b))]
+            for i in _ordered(set(a) & set(b))]
+
+
+def _ordered(values: set[Any]) -> list[Any]:
+    try:
+        return sorted(values)
+    except TypeError:  # ids of mixed types
+        return sorted(values, key=str)

@@ -7,10 +7,11 @@ in ``videos/<video_path>``, the letter ``chr(ord("A") + correct_choice)``) and a
 (``lmms_eval/tasks/longvideobench/utils.py``: the ``validation`` parquet's ``option0``..``option4``,
 ``"N/A"`` for an absent option, ``duration_group`` and ``question_category`` in its per-sample record):
 
-- the questions: ``lvb_val.json`` (a list of ``{"id", "video_id", "question", "candidates",
-  "correct_choice", "duration_group", "question_category", "video_path", "duration", ...}``; the test
-  split ``lvb_test_wo_gt.json`` has no ``correct_choice``), or ``validation-*.parquet`` with the options as
-  ``option0``..``option4``;
+- the questions: ``validation-00000-of-00001.parquet`` (read first when present: lmms-eval's split, so
+  ``doc_id`` matches its logs) with the options as ``option0``..``option4``, or ``lvb_val.json`` (a list of
+  ``{"id", "video_id", "question", "candidates", "correct_choice", "duration_group",
+  "question_category", "video_path", "duration", ...}``; the test split ``lvb_test_wo_gt.json`` has no
+  ``correct_choice``);
 - the videos: ``videos/<video_path>`` (``videos.tar`` unpacked).
 
 Tables: per duration group (8-15 s, 15-60 s, 180-600 s, 900-3600 s: the groups 15, 60, 600, 3600) and per
@@ -37,7 +38,8 @@ from stts_core.data.benchmarks.registry import Benchmark, register_benchmark
 from stts_core.data.tables import DatasetError, Example
 
 GROUPS = {"15": "8-15s", "60": "15-60s", "600": "180-600s", "3600": "900-3600s"}
-FILES = {"val": ("lvb_val.json", "validation-*.parquet"), "test": ("lvb_test_wo_gt.json", "test-*.parquet")}
+# The parquet first: it is the split lmms-eval reads, so doc_id (its row) matches an lmms-eval run's.
+FILES = {"val": ("validation-*.parquet", "lvb_val.json"), "test": ("test-*.parquet", "lvb_test_wo_gt.json")}
 LAYOUT = "lvb_val.json (or the validation parquet) and the videos in videos/"
 
 
