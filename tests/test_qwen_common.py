@@ -120,7 +120,10 @@ def test_the_biased_block_with_a_zero_bias_is_the_stock_block(backend: QwenBacke
         stock = backend._block(k1, prefix.tokens, prefix.rotary, backend._segments(layout))
         zero = torch.zeros(layout.frames, layout.patches_per_frame)
         ours = biased_block(backend.vision.blocks[k1], prefix.tokens, prefix.rotary, zero, backend.rotate)
+        rows = token_mask(layout.kept_groups(pruned(inputs)), layout.patches_per_group)
+        some = biased_block(backend.vision.blocks[k1], prefix.tokens, prefix.rotary, zero, backend.rotate, rows=rows)
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(some, stock[rows], atol=1e-5, rtol=1e-5)  # kept rows only, every patch a key
 
 
 def test_the_bias_reaches_block_k_plus_one_and_its_gradient_the_scores(backend: QwenBackend) -> None:

@@ -51,5 +51,5 @@ FAMILY = register_family(ModelFamily(
     name="qwen3_vl", label="Qwen3-VL", model_types=("qwen3_vl",), load=_load, from_preset=_from_preset,
     tiny_checkpoint=_tiny_checkpoint, presets=PRESETS, scorer_prefix=SCORER_PREFIX, vision_prefixes=VISION_PREFIXES,
     constant_prefixes=("model.visual.",), test_preset="qwen3-vl-micro", frame_unit="temporal patch",
-    frames_per_unit=2, gpu_base_s=25.0, gpu_per_frame_s=0.5,
+    frames_per_unit=2, gpu_base_s=20.0, gpu_per_frame_s=0.6,  # estimates: not measured on ZeroGPU yet
 ))

@@ -297,19 +297,20 @@ class QwenBackend:
         tokens, rotary = state.tokens, state.rotary
         assert tokens is not None and rotary is not None
         taps = dict(state.taps)
+        kept = layout.kept_groups(keep_mask)
+        rows = None if kept is None else token_mask(kept, layout.patches_per_group)
         if bias is None:
             tokens = self._block(k1, tokens, rotary, self._segments(layout))
-        else:
+            tokens = tokens if rows is None else tokens[rows]
+        else:  # every patch a key, outputs only where later blocks and mergers read them
             recompute = self.gradient_checkpointing and self.model.training and torch.is_grad_enabled()
             tokens = biased_block(self.vision.blocks[k1], tokens, rotary, bias_in_model_order(bias, layout),
-                                  self.rotate, recompute)
+                                  self.rotate, recompute, rows)
         if k1 in self.extra_mergers:
             taps[k1] = tokens
-        kept = layout.kept_groups(keep_mask)
         segments = self._segments(layout, kept)
-        if kept is not None:
-            rows = token_mask(kept, layout.patches_per_group)
-            tokens, rotary = tokens[rows], (rotary[0][rows], rotary[1][rows])
+        if rows is not None:
+            rotary = (rotary[0][rows], rotary[1][rows])
         for i in range(k1 + 1, self.last_layer + 1):
             tokens = self._block(i, tokens, rotary, segments)
             if counter is not None:

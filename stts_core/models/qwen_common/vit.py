@@ -65,9 +65,11 @@ def bias_in_model_order(bias: torch.Tensor, layout: QwenLayout) -> torch.Tensor:
 
 
 def _biased_block(block: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                  bias: torch.Tensor, rotate: RotateFn) -> torch.Tensor:
+                  bias: torch.Tensor, rotate: RotateFn, rows: torch.Tensor | None) -> torch.Tensor:
     """One stock vision block (norms, qkv, rotary, proj, MLP) with attention inside each temporal
-    patch and the additive key bias. hidden (T * N, D) model order; bias (T, N) model order."""
+    patch and the additive key bias. hidden (T * N, D) model order; bias (T, N) model order. Every patch
+    is a key; with `rows` (the kept patches) only those rows go on through the projection and the MLP,
+    the only ones a later block or merger reads."""
     attn = block.attn
     frames, n = bias.shape
     x = block.norm1(hidden)
@@ -76,16 +78,19 @@ def _biased_block(block: torch.nn.Module, hidden: torch.Tensor, cos: torch.Tenso
     q, k, v = (y.reshape(frames, n, attn.num_heads, -1).transpose(1, 2) for y in (q, k, v))  # (T, heads, N, hd)
     mask = bias[:, None, None, :].to(q.dtype)
     out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=attn.scaling)
-    hidden = hidden + attn.proj(out.transpose(1, 2).reshape(frames * n, -1))
+    out = out.transpose(1, 2).reshape(frames * n, -1)
+    if rows is not None:
+        hidden, out = hidden[rows], out[rows]
+    hidden = hidden + attn.proj(out)
     return hidden + block.mlp(block.norm2(hidden))
 
 
 def biased_block(block: torch.nn.Module, hidden: torch.Tensor, rotary: Rotary, bias: torch.Tensor,
-                 rotate: RotateFn, recompute: bool = False) -> torch.Tensor:
+                 rotate: RotateFn, recompute: bool = False, rows: torch.Tensor | None = None) -> torch.Tensor:
     """`_biased_block`, its activations recomputed in backward when `recompute` (gradient checkpointing)."""
     if recompute:
-        return checkpoint(_biased_block, block, hidden, rotary[0], rotary[1], bias, rotate, use_reentrant=False)
-    return _biased_block(block, hidden, rotary[0], rotary[1], bias, rotate)
+        return checkpoint(_biased_block, block, hidden, rotary[0], rotary[1], bias, rotate, rows, use_reentrant=False)
+    return _biased_block(block, hidden, rotary[0], rotary[1], bias, rotate, rows)
 
 
 def kept_rows(tokens: torch.Tensor, layout: QwenLayout, kept: torch.Tensor | None) -> torch.Tensor:
