@@ -303,6 +303,7 @@ def test_fastv_pruned_decoding_matches_a_recomputation_without_the_cache(builtin
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Decoding on the pruned cache equals running the pruned prefill again over the prompt plus the
     tokens generated so far, with the same kept image tokens (so the cache holds the right keys)."""
+    from stts_core.models import llm_prune as generic
     from stts_core.models.molmo2 import llm_prune
 
     inputs, visual = prepared
@@ -318,7 +319,7 @@ def test_fastv_pruned_decoding_matches_a_recomputation_without_the_cache(builtin
     class Fixed:
         select = staticmethod(fixed_rule)
 
-    monkeypatch.setattr(llm_prune, "get_method", lambda name: Fixed())
+    monkeypatch.setattr(generic, "get_method", lambda name: Fixed())
     for step in range(1, len(gen.token_ids)):
         extra = torch.tensor([gen.token_ids[:step]], device=llm["input_ids"].device)
         longer = {"input_ids": torch.cat([llm["input_ids"], extra], 1),
@@ -338,6 +339,46 @@ def family_backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     folder = family.tiny_checkpoint(tmp_path_factory.mktemp(family.name) / "ckpt", preset=family.test_preset,
                                     words=VOCABULARY)
     return load_backend(str(folder), device="cpu")
+
+
+def _prepared(backend: VideoBackend) -> tuple:
+    clip = make_clip(4_000_005, num_frames=4, size=84)
+    inputs = backend.prepare(clip.frames, clip.qas[0].question)
+    with torch.no_grad():
+        visual = visual_pass(backend, inputs, 1.0, None).visual
+    return inputs, visual, inputs.num_frames, int(inputs.groups.shape[0])
+
+
+def test_fastv_on_every_family_keeps_the_top_of_a_stock_eager_attention_row(family_backend: VideoBackend) -> None:
+    """Every family with the capability: the kept set is the top-k of layer K-1's attention row of the last
+    prompt token in a separate stock forward with eager attention; keep-all is the stock model; deterministic."""
+    import copy
+
+    if "llm_prune" not in family_backend.capabilities:
+        pytest.skip(f"{family_backend.name} has no llm_prune capability")
+    inputs, visual, t, g = _prepared(family_backend)
+    budget = kept_group_count(t, g, 0.5)
+    prune = LLMPrune("fastv", budget, {"layer": 2})
+    gen = family_backend.generate(inputs, visual, None, 4, False, llm_prune=prune)
+    assert family_backend.generate(inputs, visual, None, 4, False, llm_prune=prune).token_ids == gen.token_ids
+    llm = family_backend.llm_inputs(inputs, None)
+    stock = copy.deepcopy(family_backend.model)
+    stock.set_attn_implementation("eager")
+    extra = {"position_ids": llm["position_ids"]} if "position_ids" in llm else {}
+    with torch.no_grad():
+        out = stock(input_ids=llm["input_ids"], attention_mask=llm["attention_mask"], output_attentions=True,
+                    mm_token_type_ids=llm.get("mm_token_type_ids"),
+                    mm_encoder_outputs=family_backend.encoder_outputs(visual), **extra)
+    layer = fastv.pruning_layer(2, len(out.attentions))
+    image = llm["input_ids"][0] == getattr(family_backend, "image_token_id", getattr(family_backend, "video_token_id", -1))
+    row = out.attentions[layer - 1][0, :, -1, image].mean(0)
+    order = torch.sort(row, descending=True).values
+    assert float(order[budget - 1] - order[budget]) > 1e-7, "a near tie at the cut would make this test fragile"
+    expected = torch.zeros_like(row, dtype=torch.bool)
+    expected[torch.topk(row, budget).indices] = True
+    assert torch.equal(gen.keep_mask.reshape(-1).cpu(), expected)
+    every = family_backend.generate(inputs, visual, None, 4, False, llm_prune=LLMPrune("fastv", t * g, {"layer": 2}))
+    assert every.token_ids == family_backend.generate(inputs, visual, None, 4, False).token_ids
 
 
 @pytest.mark.parametrize("method", [m.name for m in list_methods() if m.stage in ("visual", "llm")])

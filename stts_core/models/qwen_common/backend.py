@@ -31,6 +31,7 @@ import torch
 
 from stts_core.models.base import Generation, LLMPrune, SuffixGeometry
 from stts_core.models.qwen_common.layout import FULL, QwenLayout, max_length, token_mask
+from stts_core.models.qwen_common.llm_prune import generate_pruned
 from stts_core.models.qwen_common.modeling import QwenSTTSSettings
 from stts_core.models.qwen_common.positions import decode_positions, kept_positions, mrope_positions, next_position
 from stts_core.models.qwen_common.vit import (
@@ -69,7 +70,7 @@ class QwenBackend:
     """Runs one Qwen-VL model stage by stage so STTS can prune between the stages."""
 
     name = ""
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"llm_prune"})  # llm-stage methods: qwen_common/llm_prune.py
     frame_unit = "temporal patch"
     frames_per_unit = 2
     rotate: RotateFn  # the family's apply_rotary_pos_emb_vision
@@ -353,9 +354,10 @@ class QwenBackend:
     def generate(self, inputs: QwenInputs, visual: torch.Tensor, keep_mask: torch.Tensor | None,
                  max_new_tokens: int = 16, stop_at_eos: bool = True, llm: dict[str, torch.Tensor] | None = None,
                  llm_prune: LLMPrune | None = None) -> Generation:
-        """Greedy decoding with the KV cache and explicit M-RoPE positions, prefill and decoding timed apart."""
+        """Greedy decoding with the KV cache and explicit M-RoPE positions, prefill and decoding timed apart.
+        With ``llm_prune`` an llm-stage method prunes inside the LLM at prefill (`llm_prune.generate_pruned`)."""
         if llm_prune is not None:
-            raise ValueError(f"The {self.name} model family cannot prune inside its LLM.")
+            return generate_pruned(self, inputs, visual, llm_prune, max_new_tokens, stop_at_eos, llm)
         llm = llm if llm is not None else self.llm_inputs(inputs, keep_mask)
         start_at = int(llm["next_position"])
         mask = llm["attention_mask"]
