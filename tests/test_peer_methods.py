@@ -501,3 +501,13 @@ def test_bench_reports_every_method_against_the_baseline(tmp_path: Path, capsys:
     with pytest.raises(SystemExit) as info:
         main(["--preset", "micro", "--train", "--scorer", "learned", "evs"])
     assert info.value.code == 2
+
+
+def test_a_family_without_the_capability_refuses_fastv_in_one_sentence(micro_backend: VideoBackend,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(micro_backend, "capabilities", frozenset())
+    clip = make_clip(4_000_007, num_frames=4, size=84)
+    with pytest.raises(ValueError, match=r"^The molmo2 model family cannot prune inside its LLM, so the method "
+                                         r"'fastv' is not available for it\.$"):
+        run(micro_backend, frames_from_array(clip.frames), "what moves ?",
+            RunSettings(keep_ratio=0.5, scorer="fastv", num_frames=4, max_new_tokens=2))
