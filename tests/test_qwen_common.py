@@ -281,3 +281,22 @@ def test_the_zero_gpu_estimate_is_the_familys(backend: QwenBackend, tmp_path: Pa
     family = family_of(loaded)
     assert models.gpu_seconds(32, 2, str(folder)) == int(min(models.GPU_MAX_S, family.gpu_seconds(32, 2)))
     assert models.gpu_seconds(32, 2) == int(min(models.GPU_MAX_S, 2 * (20.0 + 0.75 * 32)))  # not loaded: the default
+
+
+def test_fit_scorer_and_train_work_on_the_family(backend: QwenBackend, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from stts_core.cli.fit_scorer import main as fit
+    from stts_core.cli.train import main as train
+
+    source = backend.save(tmp_path / "source")
+    assert fit(["--model", str(source), "--out", str(tmp_path / "fitted"), "--steps", "2", "--batch", "1",
+                "--frames", "4", "--eval-every", "2", "--threads", "1", "--lr", "1e-2"]) == 0
+    before, after = load_file(str(source / "model.safetensors")), load_file(str(tmp_path / "fitted/model.safetensors"))
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("temporal_token_scorer.") for k in changed)
+    preset = family_of(backend).test_preset
+    assert train(["--preset", preset, "--out", str(tmp_path / "trained"), "--steps", "2", "--batch", "1",
+                  "--frames", "4", "--eval-every", "1000", "--save-every", "2", "--keep", "0.5", "--threads", "1"]) == 0
+    again = load_backend(str(tmp_path / "trained"), device="cpu")
+    assert family_of(again) is family_of(backend) and again.has_learned_scorer
