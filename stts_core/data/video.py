@@ -369,7 +369,7 @@ class VideoFile:
         n = min(n, len(self._timeline.pts))
         key: Any = n if span is None else (n, float(span[0]), float(span[1]))
         if key not in self._samples:
-            self._samples[key] = self._decode(n, span)
+            self._samples[key] = self._decode(n) if span is None else self._decode(n, span)
         return self._samples[key]
 
     def _times(self) -> tuple[np.ndarray, float]:
