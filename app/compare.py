@@ -39,10 +39,11 @@ from app.forms import FRAMES_RANGE, KEEP_RANGE, fail, ratio, video_path, whole_n
 from app.handlers import CLIPS, NO_PROGRESS, Handlers
 from app.models import CACHE, gpu_seconds, gpu_task, on_zero_gpu
 from stts_core.data.sampling import uniform_subset
-from stts_core.data.video import VideoError, VideoFile, VideoLimits
+from stts_core.data.video import VideoError, VideoFile, VideoLimits, open_video
 from stts_core.methods.budget import kept_group_count, select_groups
 from stts_core.methods.frames import frame_keep_mask
 from stts_core.methods.registry import get_method, method_names, select_tokens
+from stts_core.models.base import VideoBackend
 from stts_core.pipeline import RunResult, RunSettings, answers_agree, visual_pass
 from stts_core.pipeline import run as run_pipeline
 from stts_core.pipeline.request import FrameSource
@@ -104,23 +105,36 @@ def _duration(source: str, video: Any, question: str, settings: RunSettings, met
 @gpu_task(_duration)
 def compare_on_device(source: str, video: str | VideoFile, question: str, settings: RunSettings,
                       methods: list[str], limits: VideoLimits) -> tuple[list[RunResult], np.ndarray | None]:
-    """Baseline once, then each method once on the same decoded frames (each run timed on its own), plus
-    the unpruned connector tokens when a visual-stage method is among them (untimed, for the slider)."""
+    """The model work of one comparison; the only function that runs on the GPU (spaces.GPU on ZeroGPU,
+    where the video arrives as a path and is opened here once, so every run shares one decode)."""
     backend = CACHE.peek(source)
     if backend is None:
         raise ValueError(f"The model '{source}' is not loaded.")
+    if isinstance(video, VideoFile):
+        return compare_runs(backend, video, question, settings, methods, limits)
+    opened = open_video(video, limits)
+    try:
+        return compare_runs(backend, opened, question, settings, methods, limits)
+    finally:
+        opened.close()
+
+
+def compare_runs(backend: VideoBackend, video: VideoFile, question: str, settings: RunSettings, methods: list[str],
+                 limits: VideoLimits) -> tuple[list[RunResult], np.ndarray | None]:
+    """Baseline once, then each method once on the same decoded frames (each run timed on its own), plus
+    the unpruned connector tokens when a visual-stage method is among them (untimed, for the slider)."""
     results = [run_pipeline(backend, video, question, dataclasses.replace(settings, scorer=m, run_baseline=i == 0),
                             limits) for i, m in enumerate(methods)]
-    features = None
-    if any(get_method(r.scorer_used).stage == "visual" for r in results):
-        sampled, _ = FrameSource(video, limits).frames(settings.num_frames)
-        with torch.no_grad():
-            inputs = backend.prepare(sampled.frames, question, sampled.metadata())
-            visual = visual_pass(backend, inputs, 1.0, None).visual[:, :backend.llm_hidden_size]
-        t, g = inputs.num_frames, int(inputs.groups.shape[0])
-        if visual.shape[0] == t * g and visual.numel() * 2 <= FEATURE_BYTES:
-            features = visual.reshape(t, g, -1).to(torch.float16).cpu().numpy()
-    return results, features
+    if not any(get_method(r.scorer_used).stage == "visual" for r in results):
+        return results, None
+    sampled, _ = FrameSource(video, limits).frames(settings.num_frames)
+    with torch.no_grad():
+        inputs = backend.prepare(sampled.frames, question, sampled.metadata())
+        visual = visual_pass(backend, inputs, 1.0, None).visual[:, :backend.llm_hidden_size]
+    t, g = inputs.num_frames, int(inputs.groups.shape[0])
+    if visual.shape[0] != t * g or visual.numel() * 2 > FEATURE_BYTES:
+        return results, None
+    return results, visual.reshape(t, g, -1).to(torch.float16).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------- masks and pictures

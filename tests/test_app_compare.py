@@ -130,3 +130,30 @@ def test_compare_endpoint_for_scripts(micro_checkpoint: Path, tmp_path: Path) ->
     with pytest.raises(AppError, match=r"Choose 2 to 6 methods to compare \(got 1\)\."):
         client.predict(handle_file(str(clip)), "what is it ?", str(micro_checkpoint), ["evs"], 8, 0.5,
                        api_name="/compare")
+
+
+def test_the_device_task_takes_a_path_and_decodes_it_once(compared: tuple, clip: tuple[str, str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """On ZeroGPU the video arrives as a path: it is opened once and every run shares its decode."""
+    from app import compare as compare_module
+    from app.forms import LIMITS
+    from stts_core.data import video as video_module
+    from stts_core.pipeline import RunSettings
+
+    opened = []
+    real = video_module.open_video
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compare_module, "open_video", counting)
+    view = compared[len(CompareOutputs._fields)]
+    settings = RunSettings(keep_ratio=0.5, scorer="evs", num_frames=8, max_new_tokens=4)
+    results, features = compare_module.compare_on_device(view.key[1], clip[0], clip[1], settings, ["evs", "learned"],
+                                                         LIMITS)
+    assert opened == [clip[0]]
+    assert [r.scorer_used for r in results] == ["evs", "learned"]
+    assert results[0].baseline is not None and results[1].baseline is None
+    t, g = results[0].keep_mask.shape
+    assert features is not None and features.shape[:2] == (t, g)
