@@ -13,7 +13,12 @@ Runs the unpruned baseline and every scorer x keep ratio on each example of a da
 Data (--data): a folder with ``questions.csv`` or ``questions.jsonl`` (columns ``video``, ``question``,
 optional ``answer``, ``type``, ``id``) and the videos, one of those files, a .zip of such a folder, or the
 built-in synthetic split ``synthetic:test[:N]`` (also ``synthetic:test:N``; ``synthetic-rich:test:N`` for
-the rich world over real photographs, ``synthetic-mixed:test:N`` for both in turn).
+the rich world over real photographs, ``synthetic-mixed:test:N`` for both in turn), or a benchmark's local
+copy (``mvbench:/path``, ``videomme:``, ``nextqa:``, ``longvideobench:``; `stts_core.data.benchmarks`): its
+multiple-choice questions are asked in the model family's prompt format (`analysis.prompting`), graded by
+the letter read from the answer, tabled per benchmark and task / category / duration class
+(`analysis.bench_tables`: summary.csv, paper_table.csv, the report) and logged in lmms-eval's sample format
+(`analysis.lmms_export`). Questions about one video and one span share its decode and vision side.
 
 Scorers: learned, heuristic, random (prune groups of all frames) and frames (sample round(keep x T)
 frames uniformly and prune nothing: the same visual-token budget).

@@ -16,8 +16,10 @@ published formats):
 - ``qwen3_vl``: lmms-eval's ``qwen3_vl`` format of ``videomme.yaml`` (``videomme_doc_to_text_qwen3vl``),
   lmms-eval's defaults elsewhere.
 
-Deviation: subtitles are never added (lmms-eval's subtitle variants and the interleaved LongVideoBench
-task are other tasks); lmms-eval's Video-MME wording mentions subtitles anyway and is kept as it is.
+Deviations: subtitles are never added (lmms-eval's subtitle variants and the interleaved LongVideoBench
+task are other tasks); lmms-eval's Video-MME wording mentions subtitles anyway and is kept as it is. The
+style tag Molmo2's own trainer can put before a prompt (``video_multiple_choice:``, its ``data_formatter``
+with ``system_prompt="style"``) is not added: the prompt goes through the checkpoint's chat template as is.
 """
 
 from __future__ import annotations
