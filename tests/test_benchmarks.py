@@ -254,6 +254,7 @@ def analysed(copies: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) 
     return {"code": code, "out": out, "rows": rows}
 
 
+@pytest.mark.slow
 def test_every_row_keeps_the_prompt_raw_response_letter_and_costs(analysed: dict) -> None:
     rows = analysed["rows"]
     assert analysed["code"] == 0 and {r["benchmark"] for r in rows} == set(SPECS)
@@ -272,6 +273,7 @@ def test_every_row_keeps_the_prompt_raw_response_letter_and_costs(analysed: dict
     assert spans and all(r["span"] and r["num_frames"] <= FRAMES for r in spans)
 
 
+@pytest.mark.slow
 def test_tables_give_each_benchmark_its_groups_the_average_and_the_drop(analysed: dict) -> None:
     out, rows = analysed["out"], analysed["rows"]
     with (out / "summary.csv").open() as fh:
@@ -301,6 +303,7 @@ def test_tables_give_each_benchmark_its_groups_the_average_and_the_drop(analysed
     assert "<h2>Benchmarks</h2>" in report and "LongVideoBench" in report and "task:fine_grained_pose" in report
 
 
+@pytest.mark.slow
 def test_lmms_eval_logs_match_an_lmms_eval_run_by_doc_id(analysed: dict, copies: dict[str, Path]) -> None:
     out, rows = analysed["out"], analysed["rows"]
     folder = out / "lmms_eval"
@@ -335,6 +338,7 @@ def test_lmms_eval_logs_match_an_lmms_eval_run_by_doc_id(analysed: dict, copies:
         s["doc"]["question_id"] for s in samples.values())
 
 
+@pytest.mark.slow
 def test_a_copy_that_cannot_be_read_is_skipped_and_the_rest_runs(copies: dict[str, Path], tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     broken = tmp_path / "lvb"
