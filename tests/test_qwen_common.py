@@ -28,7 +28,7 @@ from stts_core.models.registry import family_of, get_family
 from stts_core.pipeline import RunSettings, run, visual_pass
 from stts_core.pipeline.visual import FALLBACK_NOTE
 
-FAMILIES = ["qwen3_vl", "qwen2_5_vl"]
+FAMILIES = ["qwen3_vl", "qwen2_5_vl", "qwen3_5"]
 QUESTION = "what color is the moving object ?"
 
 

@@ -20,7 +20,8 @@ from typing import Any
 from stts_core.models.base import ModelLoadError, VideoBackend
 
 # The family packages shipped with stts_core, imported (and so registered) on first use.
-BUILTIN_FAMILIES = ("stts_core.models.molmo2", "stts_core.models.qwen3_vl", "stts_core.models.qwen2_5_vl")
+BUILTIN_FAMILIES = ("stts_core.models.molmo2", "stts_core.models.qwen3_vl", "stts_core.models.qwen2_5_vl",
+                    "stts_core.models.qwen3_5")
 
 
 @dataclass(frozen=True)

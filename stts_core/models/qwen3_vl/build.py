@@ -84,9 +84,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_processor(tokenizer: PreTrainedTokenizerFast, preset: str) -> Qwen3VLProcessor:
-    """The stock Qwen3-VL processor for the preset's patch size, frames pinned by the backend."""
-    patch = PRESETS[preset]["vision"]["patch_size"]
+def build_processor(tokenizer: PreTrainedTokenizerFast, preset: str,
+                    presets: dict[str, dict[str, Any]] | None = None) -> Qwen3VLProcessor:
+    """The stock Qwen3-VL processor for the preset's patch size, frames pinned by the backend (`presets`:
+    another family's table whose models take this processor, Qwen3.5's)."""
+    patch = (presets or PRESETS)[preset]["vision"]["patch_size"]
     video = Qwen3VLVideoProcessor(patch_size=patch, temporal_patch_size=2, merge_size=2, do_sample_frames=False,
                                   cap_pixels_per_frame=False)
     image = Qwen2VLImageProcessor(patch_size=patch, temporal_patch_size=2, merge_size=2)
