@@ -3,9 +3,9 @@ CVPR 2025, arXiv 2503.02175), implemented from the paper's description only: the
 (vbdi/divprune) is under a non-commercial licence and was not read.
 
 The paper casts pruning as a Max-Min Diversity Problem: choose the subset of visual tokens whose smallest
-pairwise cosine distance is largest, and solves it greedily: the first token is the one farthest from its
-nearest neighbour; each next token is the remaining one whose distance to the nearest already-chosen
-token is largest; stop at the budget. Tokens are the ones that enter the LLM (here the connector's
+pairwise cosine distance is largest, and solves it greedily. As we read its description: the first token
+is the one farthest from its nearest neighbour; each next token is the remaining one whose distance to the
+nearest already-chosen token is largest; stop at the budget. Tokens are the ones that enter the LLM (here the connector's
 output); for a video, all its tokens compete in one selection.
 
 What this version does that the paper does not say, and why:
