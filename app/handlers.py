@@ -57,6 +57,7 @@ from app.views import (
 from stts_core.data.video import VideoError, VideoFile, VideoLimits
 from stts_core.models.base import VideoBackend
 from stts_core.models.loading import ModelLoadError
+from stts_core.models.registry import family_of
 from stts_core.pipeline import STAGES, RunResult, RunSettings, validate_question
 from stts_core.pipeline import run as run_pipeline
 
@@ -261,7 +262,7 @@ class Handlers:
         result = dataclasses.replace(results[-1], decode_s=results[0].decode_s)
         key: RunKey = (req.path, req.source, req.settings.num_frames, result.scorer_used, req.settings.match_budget)
         new_view = make_view(key, result, req.settings.keep_ratio, self.choices.label(req.source),
-                             measure(results) if pairs > 1 else None)
+                             measure(results) if pairs > 1 else None, family=family_of(backend).name)
         del results, result
         media.release_memory()
         progress(0.95, desc="Drawing")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -171,15 +172,76 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
+class JpegFile(Sequence):
+    """JPEG pictures in one file on disk, read back one or a run at a time: what a session keeps in
+    memory is the byte offsets only (8 bytes a picture). Indexing gives bytes, slicing a list of them
+    (one read for a contiguous run, e.g. a contact-sheet page)."""
+
+    def __init__(self, path: Path, offsets: np.ndarray) -> None:
+        self.path = path
+        self.offsets = offsets  # (n + 1,) int64: picture i is bytes offsets[i]:offsets[i + 1]
+
+    @classmethod
+    def write(cls, path: Path, pictures: Iterable[bytes]) -> JpegFile:
+        offsets = [0]
+        with Path(path).open("wb") as fh:
+            for data in pictures:
+                fh.write(data)
+                offsets.append(offsets[-1] + len(data))
+        return cls(Path(path), np.asarray(offsets, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def _read(self, start: int, stop: int) -> list[bytes]:
+        if stop <= start:
+            return []
+        lo, hi = int(self.offsets[start]), int(self.offsets[stop])
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(lo)
+                data = fh.read(hi - lo)
+        except FileNotFoundError as err:
+            raise ValueError("This run's pictures were cleaned up; run the video again.") from err
+        cut = self.offsets[start:stop + 1] - lo
+        return [data[int(a):int(b)] for a, b in zip(cut[:-1], cut[1:], strict=True)]
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            if step == 1:
+                return self._read(start, stop)
+            return [self._read(i, i + 1)[0] for i in range(start, stop, step)]
+        i = index + len(self) if index < 0 else index
+        if not 0 <= i < len(self):
+            raise IndexError(index)
+        return self._read(i, i + 1)[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (the offsets), not the size of the file."""
+        return int(self.offsets.nbytes)
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(self.offsets[-1])
+
+
+def held_bytes(pictures: Sequence[bytes]) -> int:
+    """Memory a sequence of JPEGs holds: their bytes in memory, or a `JpegFile`'s offsets."""
+    return pictures.nbytes if isinstance(pictures, JpegFile) else sum(len(b) for b in pictures)
+
+
 @dataclass
 class MaskCanvas:
     """One run's frame tiles with everything that does not depend on the keep ratio.
 
-    The tiles are kept as JPEG (a few kB each) and decoded one page at a time, plus one per-pixel
-    group map shared by every tile, so a session's cache stays about 2 MB at 256 frames.
+    The tiles are JPEG (a few kB each), in memory or (the app) in a `JpegFile` under the run's folder,
+    decoded one page at a time, plus one per-pixel group map shared by every tile, so a session's cache
+    stays well under 1 MB at 256 frames.
     """
 
-    tiles: list[bytes]  # one JPEG per frame, (h, w) pixels
+    tiles: Sequence[bytes]  # one JPEG per frame, (h, w) pixels
     timestamps: np.ndarray  # (T,) seconds, for the labels
     owner: np.ndarray  # (h, w) group of every tile pixel; G (one past the last group) = no group
     edge: np.ndarray  # (h, w) group whose box's inner edge passes through the pixel; G = none
@@ -204,13 +266,13 @@ class MaskCanvas:
 
     @property
     def nbytes(self) -> int:
-        return sum(len(b) for b in self.tiles) + sum(
-            a.nbytes for a in (self.timestamps, self.owner, self.edge, self.boxes))
+        return held_bytes(self.tiles) + sum(a.nbytes for a in (self.timestamps, self.owner, self.edge, self.boxes))
 
 
 def build_canvas(frames: np.ndarray, timestamps: np.ndarray, groups: np.ndarray,
-                 patch_grid: tuple[int, int], side: int | None = None, page_frames: int = PAGE_FRAMES) -> MaskCanvas:
-    """Per-run precomputation for `draw_masks` and `draw_scores`."""
+                 patch_grid: tuple[int, int], side: int | None = None, page_frames: int = PAGE_FRAMES,
+                 store: Path | None = None) -> MaskCanvas:
+    """Per-run precomputation for `draw_masks` and `draw_scores`; with `store`, the tiles go to that file."""
     t, height, width = frames.shape[:3]
     g = groups.shape[0]
     per_page = min(t, page_frames)
@@ -218,7 +280,9 @@ def build_canvas(frames: np.ndarray, timestamps: np.ndarray, groups: np.ndarray,
     boxes = group_boxes(groups, patch_grid, h, w)
     owner = pixel_groups(groups, patch_grid, h, w)
     edge = box_edges(boxes, h, w)
-    tiles = [encode_jpeg(tile) for tile in downscale_frames(frames, (h, w))]
+    encoded = (encode_jpeg(cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) if f.shape[:2] != (h, w) else f)
+               for f in frames)
+    tiles: Sequence[bytes] = JpegFile.write(store, encoded) if store is not None else list(encoded)
     return MaskCanvas(tiles=tiles, timestamps=np.array(timestamps, dtype=np.float64),
                       owner=np.where(owner >= 0, owner, g).astype(np.int32),
                       edge=np.where(edge >= 0, edge, g).astype(np.int32), boxes=boxes, tile_size=(h, w),

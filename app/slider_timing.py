@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import gradio as gr
 
-        from app.handlers import Handlers, warm_up_rendering
+        from app.handlers import Handlers
         from app.models import CACHE
+        from app.views import warm_up_rendering
         from stts_core.data.synthetic import VOCABULARY, make_clip
         from stts_core.data.video_encode import write_video
         from stts_core.models.molmo2.build import build_random_checkpoint

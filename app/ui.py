@@ -25,6 +25,7 @@ speed with the unpruned model. Change **keep ratio** (drag, arrow keys or the nu
 change at once; answers and timings follow when the value rests.
 """
 
+DEFAULT_FRAMES = 16  # the frames slider's starting value (and the frame count the server warms up with)
 STATE_TTL_S = 2 * 3600  # a closed tab's cached scores and pictures are freed after this
 CACHE_PURGE = (3600, 2 * 3600)  # every hour, delete uploads and rendered files older than two hours
 
@@ -68,7 +69,7 @@ def input_column(choices: ModelChoices, keep_default: float, examples: list[tupl
                                 info=model_info)
         scorer = gr.Radio(list(SCORERS), value="learned", label="Scorer", info=SCORER_INFO,
                           elem_id="scorer")
-        frames = gr.Slider(*FRAMES_RANGE, value=16, step=1, label="Frames sampled", elem_id="frames")
+        frames = gr.Slider(*FRAMES_RANGE, value=DEFAULT_FRAMES, step=1, label="Frames sampled", elem_id="frames")
         keep = gr.Slider(*KEEP_RANGE, value=keep_default, step=0.01, elem_id="keep",
                          label="Keep ratio (fraction of vision tokens kept)",
                          info="Masks follow at once; answers and timings rerun when the value rests.")

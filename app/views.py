@@ -4,6 +4,7 @@ the full run's outputs and the keep slider's instant preview (no model work)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -16,6 +17,7 @@ import torch
 
 from app import media, render
 from app.forms import ratio
+from app.reference import at_scale_markdown
 from app.text import (
     STAGE_NAMES,
     Measured,
@@ -43,18 +45,19 @@ class View:
     key: RunKey  # (video path, model source, frames, scorer shown, same-budget switch)
     result: RunResult  # frames replaced by an empty array (the canvas and scrub frames are small copies)
     canvas: render.MaskCanvas
-    scrub: list[bytes]  # one JPEG per STTS frame, longest side SCRUB_SIDE
+    scrub: Sequence[bytes]  # one JPEG per STTS frame, longest side SCRUB_SIDE (a `render.JpegFile` on disk)
     keep_ratio: float
     model_label: str
     masks_video: str | None = None
     bundle: str | None = None
     measured: Measured | None = None
+    family: str | None = None  # the model family's name (the Speed tab's recorded reference at scale)
 
     @property
     def nbytes(self) -> int:
         r = self.result
         arrays = (r.frames, r.scores, r.keep_mask, r.groups, r.timestamps)
-        return self.canvas.nbytes + sum(len(b) for b in self.scrub) + sum(a.nbytes for a in arrays)
+        return self.canvas.nbytes + render.held_bytes(self.scrub) + sum(a.nbytes for a in arrays)
 
 
 class RunOutputs(NamedTuple):
@@ -149,13 +152,15 @@ def row_times(result: RunResult) -> np.ndarray:
 
 
 def make_view(key: RunKey, result: RunResult, keep_ratio: float, model_label: str,
-              measured: Measured | None = None) -> View:
-    """Cache what the slider, pages and scrubber need, write the masks video and the bundle; the decoded
-    frames are dropped (replaced by a real empty array, not a view that would keep them alive)."""
+              measured: Measured | None = None, family: str | None = None) -> View:
+    """Cache what the slider, pages and scrubber need (their pictures as files in the run's folder), write
+    the masks video and the bundle; the decoded frames are dropped (replaced by a real empty array, not
+    a view that would keep them alive)."""
     r = result
-    canvas = render.build_canvas(r.frames, row_times(r), r.groups, r.patch_grid)
-    scrub = [_jpeg(f) for f in r.frames]
     folder = media.new_folder()
+    # The pictures go to disk in the run's folder: a session keeps their offsets, not their bytes.
+    canvas = render.build_canvas(r.frames, row_times(r), r.groups, r.patch_grid, store=folder / "tiles.jpegs")
+    scrub = render.JpegFile.write(folder / "scrub.jpegs", (_jpeg(f) for f in r.frames))
     try:
         video = str(media.write_masks_video(folder, r.frames, r.keep_mask, r.groups, r.patch_grid, row_times(r)))
     except VideoError:
@@ -164,7 +169,7 @@ def make_view(key: RunKey, result: RunResult, keep_ratio: float, model_label: st
     details = run_details(slim, measured)
     bundle = str(media.write_bundle(folder, details, Path(video) if video else None, r.keep_mask, r.timestamps))
     return View(key=key, result=slim, canvas=canvas, scrub=scrub, keep_ratio=keep_ratio, model_label=model_label,
-                masks_video=video, bundle=bundle, measured=measured)
+                masks_video=video, bundle=bundle, measured=measured, family=family)
 
 
 def run_details(result: RunResult, measured: Measured | None) -> dict[str, Any]:
@@ -218,7 +223,8 @@ def render_run(view: View, has_learned_scorer: bool) -> RunOutputs:
         stts_answer=answer_text(r.stts.answer),
         answer_info=answer_markdown(r, view.model_label),
         stage_table=stage_table(r),
-        speed_info=speed_markdown(r, view.measured),
+        speed_info="\n\n".join(x for x in (speed_markdown(r, view.measured),
+                                             at_scale_markdown(r.stts.num_frames, view.keep_ratio, view.family)) if x),
         stage_chart=_stage_chart(r),
         details=run_details(r, view.measured),
         scorer=scorer_update(has_learned_scorer, r.scorer_used),

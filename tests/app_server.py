@@ -51,13 +51,20 @@ def serve(model: Path) -> Server:
     global _server
     if _server is not None and _server.process.poll() is None:
         return _server
+    _server = start(model)
+    return _server
+
+
+def start(model: Path, *extra: str) -> Server:
+    """A new app process for `model` (with `extra` command-line flags), not shared: the caller stops it
+    (`stop`), or it stops at interpreter exit."""
     work = Path(tempfile.mkdtemp(prefix="stts-app-test-"))
     port = _free_port()
     env = dict(os.environ, GRADIO_TEMP_DIR=str(work / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
                HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     log = work / "server.log"
     cmd = [sys.executable, str(REPO / "app.py"), "--host", "127.0.0.1", "--port", str(port), "--model", str(model),
-           "--device", "cpu", "--examples-dir", str(work / "examples")]
+           "--device", "cpu", "--examples-dir", str(work / "examples"), *extra]
     with log.open("wb") as out:
         process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     server = Server(url=f"http://127.0.0.1:{port}/", model=str(model), process=process, log=log, work=work)
@@ -71,10 +78,14 @@ def serve(model: Path) -> Server:
         try:
             with urllib.request.urlopen(server.url, timeout=2) as response:
                 if response.status == 200:
-                    _server = server
                     return server
         except OSError:
             time.sleep(0.5)
     text = log.read_text(errors="replace")[-3000:]
     _stop(server)
     raise RuntimeError(f"The app did not answer within {STARTUP_TIMEOUT_S} s:\n{text}")
+
+
+def stop(server: Server) -> None:
+    """Stop a server from `start` and remove its files."""
+    _stop(server)

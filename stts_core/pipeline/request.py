@@ -164,6 +164,32 @@ def wake_device(device: torch.device) -> None:
     synchronize(device)
 
 
+def warm_up(backend: VideoBackend, num_frames: int = 16, keep_ratio: float | None = None, rounds: int = 2) -> float:
+    """Untimed runs of both paths, the unpruned baseline and the default method (the learned scorer, or
+    the heuristic for a model without one), at the checkpoint's keep ratio on a small synthetic clip.
+
+    A server calls this after loading a model and before it takes requests, so the first visitor's run
+    is not the one that pays lazy initialisation, thread-pool start, allocator growth and kernel set-up;
+    the backend is then marked warm and `run` no longer calls its next result a warm-up run. Returns the
+    seconds it took."""
+    from stts_core.data.synthetic import make_clip
+    from stts_core.data.video import frames_from_array
+
+    timer = StageTimer(backend.device)
+    clip = make_clip(0, num_frames=num_frames)
+    video = frames_from_array(clip.frames)
+    method, _ = resolve_scorer(backend, "learned")
+    keep = float(keep_ratio if keep_ratio is not None else backend.default_keep_ratio)
+    settings = RunSettings(keep_ratio=keep, scorer=method, num_frames=num_frames, stop_at_eos=False).validated()
+    with timer.stage("warm_up"):
+        for _ in range(max(1, rounds)):
+            wake_device(backend.device)
+            run_model(backend, video, clip.qas[0].question, 1.0, None, settings)
+            run_model(backend, video, clip.qas[0].question, keep, method, settings)
+    backend.warm = True
+    return timer.get("warm_up")
+
+
 def _tell(on_stage: Callable[[str, str], None] | None, run_name: str) -> Callable[[str], None] | None:
     return None if on_stage is None else (lambda stage: on_stage(run_name, stage))
 
