@@ -12,7 +12,7 @@ import pytest
 from stts_core.cli.main import VERBS, main, usage
 
 SHIMS = {"ask": "ask", "analyze": "analyze", "evaluate": "evaluate", "train": "train", "fit-scorer": "scorer_fit",
-         "bench": "bench", "ood": "ood", "synthetic": "synthetic"}
+         "bench": "bench", "ood": "ood", "footage": "footage", "synthetic": "synthetic"}
 
 
 @pytest.mark.parametrize("verb", sorted(VERBS))

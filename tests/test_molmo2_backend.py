@@ -305,6 +305,25 @@ def test_packed_suffix_matches_per_frame_reference(micro_backend, inputs, prefix
     assert torch.equal(state.hidden, state.saved[micro_backend.last_layer])
 
 
+@pytest.mark.parametrize("kind", ["learned", "handmade"])
+def test_connector_reads_packed_features_as_it_reads_their_grids(micro_backend, inputs, prefix, learned_scores, kind):
+    """The pruned suffix hands its features over packed; pooling them where they are equals pooling the
+    unpacked (T, N, D) grids."""
+    from stts_core.models.base import ViTState
+    from stts_core.models.molmo2.packed_vit import PackedViTState
+
+    keep = _keep_mask(kind, learned_scores)
+    bias = attention_bias(learned_scores, inputs.groups, inputs.patches_per_frame)
+    with torch.no_grad():
+        state = micro_backend.vit_suffix(prefix, inputs, keep, bias)
+        assert isinstance(state, PackedViTState)
+        grids = ViTState(hidden=state.hidden, saved={i: state.saved[i] for i in state.saved})
+        packed = micro_backend.connect(state, inputs, keep)
+        unpacked = micro_backend.connect(grids, inputs, keep)
+    torch.testing.assert_close(packed, unpacked, atol=1e-6, rtol=1e-6)
+    assert set(state.saved) >= set(micro_backend.feature_layers)
+
+
 def test_bias_reaches_block_after_scoring(micro_backend, inputs, prefix, learned_scores):
     bias = attention_bias(learned_scores, inputs.groups, inputs.patches_per_frame)
     assert torch.count_nonzero(bias[0]) == 0 and torch.count_nonzero(bias[1:]) > 0

@@ -481,3 +481,88 @@ def test_refilled_frame_equals_the_unpruned_frame(micro_backend, monkeypatch):
         torch.testing.assert_close(refilled.saved[i][[0, 1, 3]], plain.saved[i][[0, 1, 3]], atol=1e-6, rtol=1e-6)
     # Without the refill the lonely frame's kept tokens see only each other, and differ.
     assert (plain.saved[last][2][kept[2]] - full.saved[last][2][kept[2]]).abs().max() > 1e-3
+
+
+# ---------------------------------------------------------------- frame batches and the block after scoring
+
+
+def brute_force_batches(lengths: list[int], keys: int | None, call: int) -> int:
+    """The cheapest cost over every cut of the longest-first order into consecutive runs."""
+    order = sorted((n for n in lengths if n > 0), reverse=True)
+    if not order:
+        return 0
+    best = None
+    for mask in range(1 << (len(order) - 1)):
+        cost, start = 0, 0
+        for i in range(len(order)):
+            if i == len(order) - 1 or mask >> i & 1:
+                run = order[start:i + 1]
+                cost += len(run) * run[0] * (run[0] if keys is None else keys) + call
+                start = i + 1
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+def plan_cost(batches: list[list[int]], lengths: list[int], keys: int | None, call: int) -> int:
+    return sum(len(b) * max(lengths[i] for i in b) * (max(lengths[i] for i in b) if keys is None else keys) + call
+               for b in batches)
+
+
+@HYPOTHESIS
+@given(st.lists(st.integers(0, 40), min_size=0, max_size=9), st.sampled_from([None, 40]), st.sampled_from([0, 50, 800]))
+def test_frame_batches_are_the_cheapest_consecutive_cut(lengths, keys, call):
+    from stts_core.methods.packing import plan_frame_batches
+
+    batches = plan_frame_batches(lengths, keys, call_pairs=call)
+    covered = sorted(i for b in batches for i in b)
+    assert covered == [i for i, n in enumerate(lengths) if n > 0]
+    assert plan_cost(batches, lengths, keys, call) == brute_force_batches(lengths, keys, call)
+
+
+def test_equal_lengths_make_one_unpadded_batch():
+    layout = PackedLayout.from_mask(mask_with_lengths([4, 4, 0, 4], 6))
+    (batch,) = layout.frame_batches()
+    assert batch.valid is None and batch.frames.tolist() == [0, 1, 3]
+    assert torch.equal(batch.index.reshape(-1), batch.dest)
+
+
+def query_attention_reference(q, k, v, layout, bias, scale):
+    """Per frame: the packed queries against every key of the frame (k, v on the grid), plus the bias."""
+    out = torch.zeros_like(q)
+    starts = layout.cu_seqlens.tolist()
+    for t in range(layout.num_frames):
+        a, b = starts[t], starts[t + 1]
+        if b == a:
+            continue
+        logits = torch.einsum("qhd,khd->hqk", q[a:b], k[t]) * scale
+        if bias is not None:
+            logits = logits + bias[t][None, None]
+        out[a:b] = torch.einsum("hqk,khd->qhd", torch.softmax(logits, -1), v[t])
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_packed_query_attention_equals_each_frame_over_all_its_keys(seed, with_bias):
+    from stts_core.methods.packing import packed_query_attention
+
+    gen = torch.Generator().manual_seed(seed)
+    frames, n = int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(2, 20, (1,), generator=gen))
+    keep = random_mask(gen, frames, n)
+    layout = PackedLayout.from_mask(keep)
+    q = torch.randn(layout.total, 4, 8, generator=gen)
+    k, v = (torch.randn(frames, n, 2, 8, generator=gen) for _ in range(2))  # two KV heads: grouped queries
+    bias = torch.randn(frames, n, generator=gen) if with_bias else None
+    got = packed_query_attention(q, k, v, layout, key_bias=bias, scale=0.3)
+    kr, vr = k.repeat_interleave(2, dim=2), v.repeat_interleave(2, dim=2)
+    torch.testing.assert_close(got, query_attention_reference(q, kr, vr, layout, bias, 0.3), atol=1e-5, rtol=1e-5)
+
+
+def test_packed_query_attention_checks_its_shapes():
+    from stts_core.methods.packing import packed_query_attention
+
+    layout = PackedLayout.from_mask(torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="queries"):
+        packed_query_attention(torch.zeros(5, 2, 4), torch.zeros(2, 3, 2, 4), torch.zeros(2, 3, 2, 4), layout)
+    with pytest.raises(ValueError, match="grid"):
+        packed_query_attention(torch.zeros(6, 2, 4), torch.zeros(2, 4, 2, 4), torch.zeros(2, 4, 2, 4), layout)

@@ -16,6 +16,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "fit-scorer": ("fit_scorer", "fit the scorer alone to the auxiliary target"),
     "bench": ("bench", "speed: baseline against a method, alternating, medians"),
     "ood": ("ood", "does a scorer keep what moves, on clips unlike its training data"),
+    "footage": ("footage", "does a scorer keep what moves in real videos (motion from optical flow)"),
     "synthetic": ("synthetic", "write synthetic clips with questions (mp4 + JSONL)"),
 }
 

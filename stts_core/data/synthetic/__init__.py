@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stts_core.data.synthetic.footage import FootageStyle, draw_footage_style, render_footage
 from stts_core.data.synthetic.questions import (
     LABEL_HEADS,
     POSITION_BINS,
@@ -56,16 +57,23 @@ def make_clip(seed: int, num_frames: int = 16, size: int = 252, max_objects: int
     ``world`` "plain" is the static textured background; "rich" renders the same scene and questions
     (a mover may also stop part-way) over a real photograph with camera pans, hard cuts, static
     distractors, noise and brightness flicker (see `RichStyle`); "mixed" is rich for odd seeds and
-    plain for even ones, so a model trained on it keeps both."""
+    plain for even ones, so a model trained on it keeps both. "footage" films the scene like real video
+    (camera motion and zoom, textured non-rigid movers, lighting, blur, compression; `FootageStyle`);
+    "blend" is footage for even seeds and rich or plain for odd ones."""
     if world not in WORLDS:
         raise ValueError(f"unknown world {world!r}; expected one of {WORLDS}")
     if world == "mixed":
         world = "rich" if seed % 2 else "plain"
+    if world == "blend":
+        world = "footage" if seed % 2 == 0 else ("rich" if seed % 4 == 1 else "plain")
     rng = np.random.default_rng(seed)
     scene = make_scene(rng, num_frames=num_frames, size=size, max_objects=max_objects)
     qas = questions_for(scene, rng)
     if world == "plain":
         return Clip(frames=render_scene(scene), scene=scene, qas=qas, seed=seed)
+    if world == "footage":
+        filming = draw_footage_style(np.random.default_rng([seed, 11]), scene)
+        return Clip(frames=render_footage(scene, filming), scene=scene, qas=qas, seed=seed)
     style = draw_rich_style(np.random.default_rng([seed, 7]), scene)
     return Clip(frames=render_rich(scene, style), scene=scene, qas=qas, seed=seed)
 
@@ -142,6 +150,7 @@ __all__ = [
     "COUNT_WORDS",
     "Clip",
     "DIRECTIONS",
+    "FootageStyle",
     "GROUNDING_ANSWERS",
     "GROUNDING_TEMPLATES",
     "LABEL_HEADS",
@@ -159,6 +168,7 @@ __all__ = [
     "WORLDS",
     "answer_for",
     "applicable_types",
+    "draw_footage_style",
     "draw_object",
     "draw_rich_style",
     "example_clips",
@@ -170,6 +180,7 @@ __all__ = [
     "photo",
     "questions_for",
     "render_background",
+    "render_footage",
     "render_rich",
     "render_scene",
     "write_split",

@@ -15,7 +15,9 @@ from stts_core.data.synthetic.scene import (
     draw_object,
 )
 
-WORLDS: tuple[str, ...] = ("plain", "rich", "mixed")  # mixed: odd seeds rich, even seeds plain
+# mixed: odd seeds rich, even seeds plain; footage: filmed like real video (`footage`); blend: footage for
+# even seeds, rich for seeds 1 mod 4, plain for seeds 3 mod 4
+WORLDS: tuple[str, ...] = ("plain", "rich", "mixed", "footage", "blend")
 # Photographs shipped inside the scikit-image wheel (no download). The OOD check (`stts_core.ood`) uses
 # other ones, so no background it shows was seen in training.
 TRAIN_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "rocket", "chelsea", "hubble_deep_field", "grass",
