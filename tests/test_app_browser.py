@@ -298,38 +298,39 @@ def test_a_qwen_checkpoint_picked_in_the_model_box(page, tmp_path: Path) -> None
     page.screenshot(path=str(ARTIFACTS / "app_qwen_scores_tab.png"), full_page=True)
 
 
-def test_first_run_after_start_is_not_a_warm_up_and_shows_the_reference_at_scale(micro_checkpoint: Path,
+def test_first_run_after_start_is_not_a_warm_up_and_shows_the_reference_at_scale(browser, micro_checkpoint: Path,
                                                                                  tmp_path: Path) -> None:
     """A server of its own, so this is the first Run it serves: the server warmed both paths up before it
     took visitors, so the Speed tab reports steady-state timings (no "Warm-up run"), and below them the
     recorded GPU reference at scale with its source, apart from this server's figures."""
     from app_server import start, stop
 
+    chromium, _shared_url = browser
     server = start(micro_checkpoint)
+    page = None
     try:
         assert "warmed up" in server.log.read_text(errors="replace")
-        with sync_playwright() as p:
-            chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(60_000)
-            page.goto(server.url)
-            page.wait_for_selector("#run")
-            clip = write_video(tmp_path / "clip.mp4", make_clip(5).frames, fps=8)
-            page.locator("#video input[type=file]").set_input_files(str(clip))
-            expect(page.locator("#video-info")).to_contain_text("fps")
-            page.locator("#question textarea").fill(QUESTION)
-            page.locator("#run").click()
-            answers_for(page, 0.5)
-            page.get_by_role("tab", name="Speed").click()
-            info = page.locator("#speed-info")
-            expect(info).to_contain_text("Time to first token (model)")
-            expect(info).not_to_contain_text("Warm-up run")
-            expect(page.locator("#stage-chart")).not_to_contain_text("warm-up run")
-            expect(info).to_contain_text("At scale: recorded on a GPU, not measured on this server")
-            expect(info).to_contain_text("docs/bench/h200-molmo2-4b-inference.json")
-            expect(info).to_contain_text("NVIDIA H200")
-            page.evaluate("window.scrollTo(0, 0)")
-            page.screenshot(path=str(ARTIFACTS / "app_speed_first_run.png"), full_page=True)
-            chromium.close()
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(server.url)
+        page.wait_for_selector("#run")
+        clip = write_video(tmp_path / "clip.mp4", make_clip(5).frames, fps=8)
+        page.locator("#video input[type=file]").set_input_files(str(clip))
+        expect(page.locator("#video-info")).to_contain_text("fps")
+        page.locator("#question textarea").fill(QUESTION)
+        page.locator("#run").click()
+        answers_for(page, 0.5)
+        page.get_by_role("tab", name="Speed").click()
+        info = page.locator("#speed-info")
+        expect(info).to_contain_text("Time to first token (model)")
+        expect(info).not_to_contain_text("Warm-up run")
+        expect(page.locator("#stage-chart")).not_to_contain_text("warm-up run")
+        expect(info).to_contain_text("At scale: recorded on a GPU, not measured on this server")
+        expect(info).to_contain_text("docs/bench/h200-molmo2-4b-inference.json")
+        expect(info).to_contain_text("NVIDIA H200")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(ARTIFACTS / "app_speed_first_run.png"), full_page=True)
     finally:
+        if page is not None:
+            page.close()
         stop(server)

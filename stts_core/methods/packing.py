@@ -127,6 +127,8 @@ class FrameBatch:
     valid: torch.Tensor | None  # (B, L) real tokens; None when every frame of the batch has L tokens
     dest: torch.Tensor  # (real tokens,) packed positions of the real slots, in (B, L) order
     rows: torch.Tensor | None  # (real tokens,) flat slot of each real token in B * L; None when all are real
+    span: tuple[int, int] | None = None  # (start, end) when the batch is one unpadded run of the packed sequence
+    frame_span: tuple[int, int] | None = None  # (first, last + 1) when the frames are consecutive
 
     @classmethod
     def build(cls, frames: list[int], lengths: torch.Tensor, starts: torch.Tensor) -> FrameBatch:
@@ -137,18 +139,34 @@ class FrameBatch:
         slot = torch.arange(width, device=device)[None]
         valid = slot < n[:, None]
         index = torch.where(valid, starts[ids][:, None] + slot, starts[ids][:, None])
+        consecutive = frames == list(range(frames[0], frames[0] + len(frames)))
+        frame_span = (frames[0], frames[-1] + 1) if consecutive else None
         if bool(valid.all()):
-            return cls(frames=ids, index=index, valid=None, dest=index.reshape(-1), rows=None)
+            flat = index.reshape(-1)
+            span = (int(flat[0]), int(flat[0]) + flat.numel()) if consecutive else None
+            return cls(frames=ids, index=index, valid=None, dest=flat, rows=None, span=span, frame_span=frame_span)
         return cls(frames=ids, index=index, valid=valid, dest=index[valid],
-                   rows=valid.reshape(-1).nonzero().squeeze(1))
+                   rows=valid.reshape(-1).nonzero().squeeze(1), frame_span=frame_span)
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
-        """(total, H, d) packed -> (B, H, L, d) padded batch."""
-        return x[self.index].transpose(1, 2)
+        """(total, H, d) packed -> (B, H, L, d) padded batch (a view when the batch is one unpadded run)."""
+        b, width = self.index.shape
+        if self.span is not None:
+            return x[self.span[0]:self.span[1]].view(b, width, *x.shape[1:]).transpose(1, 2)
+        return x.index_select(0, self.index.reshape(-1)).view(b, width, *x.shape[1:]).transpose(1, 2)
+
+    def frames_of(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of a per-frame tensor (T, ...) for the batch's frames (a view when they are consecutive)."""
+        if self.frame_span is not None:
+            return x[self.frame_span[0]:self.frame_span[1]]
+        return x.index_select(0, self.frames)
 
     def scatter(self, out: torch.Tensor, batch: torch.Tensor) -> None:
         """Write a (B, H, L, d) batch's real slots into the packed (total, H, d) `out`."""
         flat = batch.transpose(1, 2).reshape(-1, *out.shape[1:])
+        if self.span is not None:
+            out[self.span[0]:self.span[1]] = flat
+            return
         out.index_copy_(0, self.dest, flat if self.rows is None else flat.index_select(0, self.rows))
 
 
@@ -446,7 +464,7 @@ def packed_query_attention(
     for batch in layout.frame_batches(keys=layout.capacity):
         mask = None
         if key_bias is not None:
-            mask = key_bias.index_select(0, batch.frames)[:, None, None, :].to(q.dtype)
-        kb, vb = (x.index_select(0, batch.frames).transpose(1, 2) for x in (k, v))
+            mask = batch.frames_of(key_bias)[:, None, None, :].to(q.dtype)
+        kb, vb = (batch.frames_of(x).transpose(1, 2) for x in (k, v))
         batch.scatter(out, F.scaled_dot_product_attention(batch.gather(q), kb, vb, attn_mask=mask, scale=scale))
     return out
