@@ -1,89 +1,79 @@
 #!/usr/bin/env bash
-# The GPU table of docs/benchmarks.md in one go: the Molmo2-4B architecture with random weights
-# (timing does not depend on weight values), bf16, one CUDA GPU (H100 or H200).
-#   tests    : the CUDA tests of the serving paths and GPU preprocessing (pytest -m gpu)
-#   serving  : frames 128 256 x keep 0.5 with static-cache CUDA-graph decoding and the FlexAttention
-#              LLM prefill (docs/serving.md), baseline and STTS alike
-#   probe    : one ViT block, stock vs packed per attention back end (docs/serving.md), suffix_probe.json
-#   inference: frames 64 128 256 x keep 1.0 0.5 0.3, 3 timed baseline/STTS pairs per cell, stock serving
-#   training : frames 64 128 at keep 0.5, one forward + backward step, activation checkpointing
-# Inference runs go through `python -m stts_core.bench` with its --serving/--prefill flags; every run's
-# record carries prefill MFU and decode bandwidth utilisation.
-# Results (JSON, HTML chart, printed table, progress log) go to $OUT, or runs/bench-gpu when OUT is unset.
-# Parts run in that order (the newest figures first). Overrides: PYTHON, ATTENTION (packed attention
-# back end, default auto); PARTS (default "tests serving probe inference training"); SERVING / PREFILL
-# (serving of the inference part: eager|static|compiled, sdpa|flex; default eager sdpa = the stock
-# path); SERVING_FRAMES, SERVING_KEEPS (default "128 256", "0.5");
-# PRESET, DEVICE, DTYPE, FRAMES, TRAIN_FRAMES only for a dry run elsewhere (e.g. PRESET=micro DEVICE=cpu DTYPE=fp32).
+# GPU figures for docs/benchmarks.md in two commands of under 6 minutes each, sized for a lease of
+# 15 minutes of device time (at most 10 per command). Random weights (timing does not depend on weight
+# values), bf16, one CUDA GPU (H100 or H200). Every bench writes its JSON after each cell, and every
+# step runs under its own time limit, so a stopped run keeps what it measured.
+#
+#   STEP=1 bash scripts/gpu_bench.sh   the CUDA tests (a few seconds), then the cells that decide the
+#                                      Molmo2-4B targets: 128 and 256 frames at keep 0.5 with static-cache
+#                                      CUDA-graph decoding and the FlexAttention prefill (baseline and STTS
+#                                      alike), then the packed-attention kernel probe behind `auto`
+#   STEP=2 bash scripts/gpu_bench.sh   Qwen3-VL-4B and Qwen2.5-VL-7B at 128 frames, STTS against the peer
+#                                      methods at equal budget on Molmo2-4B at 128 frames, one training step
+#
+# Rehearse on a CPU with tiny presets (nothing but timing is left to the GPU):
+#   DEVICE=cpu DTYPE=fp32 MOLMO=micro QWEN3=qwen3-vl-micro QWEN25=qwen2.5-vl-micro FRAMES_SHORT=4 \
+#   FRAMES_LONG=8 SERVING=static PREFILL=sdpa STEP=1 bash scripts/gpu_bench.sh   (and STEP=2)
+# Results (JSON, printed tables, logs) go to $OUT (default runs/bench-gpu).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/bench-gpu}"
 PY="${PYTHON:-python}"
-ATTN="${ATTENTION:-auto}"
-PARTS=" ${PARTS:-tests serving probe inference training} "
-read -r -a FRAMES <<< "${FRAMES:-64 128 256}"
-read -r -a TRAIN_FRAMES <<< "${TRAIN_FRAMES:-64 128}"
-read -r -a SERVING_FRAMES <<< "${SERVING_FRAMES:-128 256}"
-read -r -a SERVING_KEEPS <<< "${SERVING_KEEPS:-0.5}"
-COMMON=(--preset "${PRESET:-molmo2-4b}" --device "${DEVICE:-cuda}" --dtype "${DTYPE:-bf16}"
-        --repeats 3 --warmup 1 --new-tokens 8)
+STEP="${STEP:-1}"
+DEVICE="${DEVICE:-cuda}"
+DTYPE="${DTYPE:-bf16}"
+MOLMO="${MOLMO:-molmo2-4b}"
+QWEN3="${QWEN3:-qwen3-vl-4b}"
+QWEN25="${QWEN25:-qwen2.5-vl-7b}"
+SHORT="${FRAMES_SHORT:-128}"
+LONG="${FRAMES_LONG:-256}"
+SERVING="${SERVING:-compiled}"
+PREFILL="${PREFILL:-flex}"
+COMMON=(--device "$DEVICE" --dtype "$DTYPE" --repeats 3 --warmup 1 --max-new-tokens 8)
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
 mkdir -p "$OUT"
 status=0
-part() { [[ "$PARTS" == *" $1 "* ]]; }
 
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda,
-      'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } 2>&1 | tee "$OUT/gpu.txt"
-
-run() {  # name, module, then bench arguments; the table and the progress log both go to $OUT/name.txt
-    local name=$1 module=$2 start=$SECONDS rc
+bench() {  # limit (s), name, then bench arguments; table and progress log go to $OUT/name.txt
+    local limit=$1 name=$2 start=$SECONDS rc
     shift 2
-    "$PY" -m "$module" "${COMMON[@]}" "$@" --json "$OUT/$name.json" --html "$OUT/$name.html" 2>&1 \
+    timeout --signal=INT "$limit" "$PY" -m stts_core.bench "${COMMON[@]}" "$@" --json "$OUT/$name.json" 2>&1 \
         | tee "$OUT/$name.txt"
     rc=${PIPESTATUS[0]}
-    echo "== $name: exit $rc after $((SECONDS - start)) s"
-    return "$rc"
+    echo "== $name: exit $rc after $((SECONDS - start)) s (limit $limit s)" | tee -a "$OUT/steps.log"
+    [ "$rc" = 0 ] || status=1
 }
-SERVE=stts_core.bench
 
-if part tests; then
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda,
+      'transformers', transformers.__version__, 'gpus', torch.cuda.device_count())"; } 2>&1 | tee "$OUT/gpu_$STEP.txt"
+
+if [ "$STEP" = 1 ]; then
     start=$SECONDS
-    "$PY" -m pytest -q -m gpu tests/test_serving.py tests/test_molmo2_backend.py -rs 2>&1 | tee "$OUT/serving_gpu_tests.txt"
+    timeout 90 "$PY" -m pytest -q -m gpu -rs -p no:cacheprovider tests/test_serving.py tests/test_molmo2_backend.py \
+        tests/test_packing.py 2>&1 | tee "$OUT/gpu_tests.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
-    echo "== serving GPU tests after $((SECONDS - start)) s"
-fi
-
-if part serving; then
-    run gpu_serving "$SERVE" --serving compiled --prefill flex --attention "$ATTN" \
-        --frames "${SERVING_FRAMES[@]}" --keep "${SERVING_KEEPS[@]}" || status=1
-fi
-
-if part probe; then
+    echo "== gpu tests after $((SECONDS - start)) s" | tee -a "$OUT/steps.log"
+    # The cells that decide the Molmo2-4B targets: decode ms/token, baseline prefill, TTFT and e2e ratios.
+    bench 200 molmo2_serving --preset "$MOLMO" --serving "$SERVING" --prefill "$PREFILL" --frames "$SHORT" "$LONG" \
+        --keep 0.5
+    # One ViT block, stock vs packed, per attention kernel: what `auto` should pick.
     start=$SECONDS
-    "$PY" -c "import json, sys; from stts_core.models.molmo2.serving import suffix_probe
-out = [suffix_probe('${PRESET:-molmo2-4b}', frames=f, keep=k, device='${DEVICE:-cuda}') for f, k in ((128, 0.5), (128, 0.3))]
+    timeout 60 "$PY" -c "import json; from stts_core.models.molmo2.serving import suffix_probe
+out = [suffix_probe('$MOLMO', frames=$SHORT, keep=k, device='$DEVICE') for k in (0.5, 0.3)]
 json.dump(out, open('$OUT/suffix_probe.json', 'w'), indent=2); print(json.dumps(out, indent=2))" 2>&1 \
         | tee "$OUT/suffix_probe.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
-    echo "== ViT suffix probe after $((SECONDS - start)) s"
-fi
-
-if part inference; then
-    if ! run gpu_inference "$SERVE" --serving "${SERVING:-eager}" --prefill "${PREFILL:-sdpa}" --attention "$ATTN" \
-            --frames "${FRAMES[@]}" --keep 1.0 0.5 0.3; then
-        status=1
-        if [ "$ATTN" = auto ]; then
-            # A cell failed for a reason other than memory: retry with the plain SDPA row layout (no compiler).
-            run gpu_inference_rows "$SERVE" --serving "${SERVING:-eager}" --prefill "${PREFILL:-sdpa}" \
-                --attention rows --frames "${FRAMES[@]}" --keep 1.0 0.5 0.3
-        fi
-    fi
-fi
-
-if part training; then
-    run gpu_train stts_core.bench --attention "$ATTN" --train --grad-checkpoint --frames "${TRAIN_FRAMES[@]}" \
-        --keep 0.5 || status=1
+    echo "== suffix probe after $((SECONDS - start)) s" | tee -a "$OUT/steps.log"
+elif [ "$STEP" = 2 ]; then
+    bench 100 qwen3_vl --preset "$QWEN3" --frames "$SHORT" --keep 0.5
+    bench 100 qwen2_5_vl --preset "$QWEN25" --frames "$SHORT" --keep 0.5
+    bench 120 molmo2_methods --preset "$MOLMO" --serving "$SERVING" --prefill "$PREFILL" --frames "$SHORT" --keep 0.5 \
+        --scorer learned evs vidcom2 divprune fastv
+    bench 60 molmo2_train --preset "$MOLMO" --train --grad-checkpoint --frames "$SHORT" --keep 0.5
+else
+    echo "STEP must be 1 or 2" >&2
+    exit 2
 fi
 echo "results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 exit "$status"

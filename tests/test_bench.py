@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 import subprocess
 import sys
@@ -219,3 +220,12 @@ def test_train_step_timing_excludes_preprocessing(monkeypatch: pytest.MonkeyPatc
     for run in ("baseline", "stts"):
         assert cell["stages_s"][run]["forward"] < delay, cell["stages_s"][run]
     assert cell["visual_tokens"] == [16, 8]
+
+
+def test_gpu_script_parses_and_refuses_an_unknown_step(tmp_path: Path) -> None:
+    script = REPO / "scripts" / "gpu_bench.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True, timeout=30).returncode == 0
+    done = subprocess.run(["bash", str(script)], env={**os.environ, "STEP": "3", "OUT": str(tmp_path),
+                                                      "PYTHON": sys.executable}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "STEP must be 1 or 2" in done.stderr
