@@ -48,10 +48,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "text": dict(hidden_size=64, intermediate_size=192, num_hidden_layers=3, num_attention_heads=4,
                      num_key_value_heads=2, head_dim=16, rope_parameters=common.rope(10000.0, [4, 2, 2], True)),
     },
-    # Qwen3-VL's structure at a size where a 32-frame run takes seconds on a 2-core CPU: 224 px frames
-    # (7 x 7 LLM tokens per temporal patch), 12 blocks with taps at 2 / 5 / 8 (5 / 11 / 17 of 24).
+    # Qwen3-VL's structure at a size where a 32-frame run takes seconds on a 2-core CPU: 320 px frames
+    # (10 x 10 LLM tokens per temporal patch), 12 blocks with taps at 2 / 5 / 8 (5 / 11 / 17 of 24).
     "qwen3-vl-cpu-mid": {
-        "frame": 224, "stts_layer": 1,
+        "frame": 320, "stts_layer": 1,
         "vision": dict(depth=12, hidden_size=192, intermediate_size=768, num_heads=3, patch_size=16,
                        num_position_embeddings=196, deepstack_visual_indexes=[2, 5, 8]),
         "text": dict(hidden_size=512, intermediate_size=1536, num_hidden_layers=8, num_attention_heads=8,
