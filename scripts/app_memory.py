@@ -3,8 +3,9 @@
 Starts `python app.py` (from --repo, default this checkout) on a free port with a random micro
 checkpoint, runs one warm-up request, then --sessions new visitors (a new gradio_client session each),
 every one running the "/run" endpoint on a --frames-frame 640x480 clip, and prints the server's
-resident memory (RSS, from /proc) before, after and at its peak. The target is <= 300 MB growth over
-20 sessions of 256 frames: each session's cache must hold only what the keep slider redraws from.
+resident memory (RSS, from /proc) before, after and at its peak. The target is <= 150 MB growth over
+30 sessions of 256 frames (5 MB a session): a session keeps only what the keep slider redraws from, and
+its pictures (contact-sheet tiles, scrubber frames) live in files under the run's folder.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def visit(url: str, clip: Path, model: str, frames: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python scripts/app_memory.py", description=__doc__.splitlines()[0])
-    p.add_argument("--sessions", type=int, default=20)
+    p.add_argument("--sessions", type=int, default=30)
     p.add_argument("--frames", type=int, default=256)
     p.add_argument("--repo", type=Path, default=REPO, help="checkout whose app.py is measured")
     p.add_argument("--model", default=None, help="checkpoint folder (default: a random micro one)")

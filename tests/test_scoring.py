@@ -82,7 +82,9 @@ def test_scorer_is_temporally_local():
     with torch.no_grad():
         before, after = scorer(features, GROUPS), scorer(changed, GROUPS)
     diff = (before - after).abs().amax(dim=1)
-    assert diff[2] > 1e-4 and diff[3] > 1e-4
+    # Frames 2 and 3 see the change (100x above float32 rounding: how much depends on the seeded
+    # weights, whose draws differ between torch releases); every other frame is untouched.
+    assert diff[2] > 1e-5 and diff[3] > 1e-5
     assert torch.allclose(before[[0, 1, 4, 5]], after[[0, 1, 4, 5]], atol=1e-7, rtol=0)
 
 
