@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -131,22 +132,29 @@ class FrameBatch:
     frame_span: tuple[int, int] | None = None  # (first, last + 1) when the frames are consecutive
 
     @classmethod
-    def build(cls, frames: list[int], lengths: torch.Tensor, starts: torch.Tensor) -> FrameBatch:
-        device = starts.device
-        ids = torch.tensor(frames, dtype=torch.long, device=device)
-        n = lengths.to(device)[ids]
+    def build(cls, frames: list[int], lengths: Sequence[int], starts: Sequence[int], device: torch.device
+              ) -> FrameBatch:
+        """The batch of `frames`, from the per-frame token counts and start offsets (host integers: the
+        index arithmetic runs in numpy, then each index moves to `device` once)."""
+        n = np.asarray([lengths[i] for i in frames], dtype=np.int64)
+        first = np.asarray([starts[i] for i in frames], dtype=np.int64)
         width = int(n.max())
-        slot = torch.arange(width, device=device)[None]
+        slot = np.arange(width, dtype=np.int64)[None]
         valid = slot < n[:, None]
-        index = torch.where(valid, starts[ids][:, None] + slot, starts[ids][:, None])
+        index = np.where(valid, first[:, None] + slot, first[:, None])
         consecutive = frames == list(range(frames[0], frames[0] + len(frames)))
-        frame_span = (frames[0], frames[-1] + 1) if consecutive else None
+
+        def to(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+        ids, frame_span = to(np.asarray(frames, dtype=np.int64)), (frames[0], frames[-1] + 1) if consecutive else None
         if bool(valid.all()):
-            flat = index.reshape(-1)
-            span = (int(flat[0]), int(flat[0]) + flat.numel()) if consecutive else None
-            return cls(frames=ids, index=index, valid=None, dest=flat, rows=None, span=span, frame_span=frame_span)
-        return cls(frames=ids, index=index, valid=valid, dest=index[valid],
-                   rows=valid.reshape(-1).nonzero().squeeze(1), frame_span=frame_span)
+            span = (int(index[0, 0]), int(index[0, 0]) + index.size) if consecutive else None
+            flat = to(index.reshape(-1))
+            return cls(frames=ids, index=flat.view(index.shape), valid=None, dest=flat, rows=None, span=span,
+                       frame_span=frame_span)
+        return cls(frames=ids, index=to(index), valid=to(valid), dest=to(index[valid]),
+                   rows=to(np.flatnonzero(valid.reshape(-1))), frame_span=frame_span)
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """(total, H, d) packed -> (B, H, L, d) padded batch (a view when the batch is one unpadded run)."""
@@ -229,8 +237,8 @@ class PackedLayout:
         name = ("frame_batches", keys)
         if name not in self._cache:
             lengths = self.lengths.tolist()
-            starts = self.cu_seqlens[:-1].to(device=self.keep.device, dtype=torch.long)
-            self._cache[name] = [FrameBatch.build(frames, self.lengths, starts)
+            starts = [0, *np.cumsum(lengths).tolist()]
+            self._cache[name] = [FrameBatch.build(frames, lengths, starts, self.keep.device)
                                  for frames in plan_frame_batches(lengths, keys)]
         return self._cache[name]
 
@@ -327,15 +335,34 @@ def _attend_rows(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Te
     return out.transpose(1, 2).reshape(rows * cap, *q.shape[1:]).index_select(0, slot)
 
 
+# Up to this many (batch x heads x queries x keys) logits, a CPU batch runs as matmul, softmax, matmul: the
+# logits stay in cache, and SDPA's fused CPU kernel, tiled for long sequences, costs more per pair on the
+# short frames of a pruned video (measured on the 2-core machine: 7 frames x 72 tokens, 4 heads of 24,
+# 168 us against 289 us). Larger batches take the fused kernel, which does not hold the logits at all.
+SMALL_LOGITS = 1 << 18
+
+
+def batch_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                    scale: float | None) -> torch.Tensor:
+    """Attention of (B, H, L, d) queries over (B, H, K, d) keys and values with an optional boolean
+    (True = attend) or additive key mask broadcastable to (B, H, L, K): SDPA's numbers, computed as three
+    ops when the batch is small and on the CPU (`SMALL_LOGITS`)."""
+    b, h, n, d = q.shape
+    if q.device.type != "cpu" or b * h * n * k.shape[2] > SMALL_LOGITS:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
+    logits = torch.matmul(q, k.transpose(-1, -2)) * (scale if scale is not None else d**-0.5)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+    return torch.matmul(torch.softmax(logits.float(), dim=-1).to(q.dtype), v)
+
+
 def _attend_frames(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
     """Per-frame attention in a few padded batches (`PackedLayout.frame_batches`): the padded keys of
     a batch are masked out, padded queries are computed and dropped."""
     out = q.new_empty(q.shape)
     for batch in layout.frame_batches():
         mask = None if batch.valid is None else batch.valid[:, None, None, :]
-        o = F.scaled_dot_product_attention(batch.gather(q), batch.gather(k), batch.gather(v), attn_mask=mask,
-                                           scale=scale)
-        batch.scatter(out, o)
+        batch.scatter(out, batch_attention(batch.gather(q), batch.gather(k), batch.gather(v), mask, scale))
     return out
 
 
@@ -466,5 +493,5 @@ def packed_query_attention(
         if key_bias is not None:
             mask = batch.frames_of(key_bias)[:, None, None, :].to(q.dtype)
         kb, vb = (batch.frames_of(x).transpose(1, 2) for x in (k, v))
-        batch.scatter(out, F.scaled_dot_product_attention(batch.gather(q), kb, vb, attn_mask=mask, scale=scale))
+        batch.scatter(out, batch_attention(batch.gather(q), kb, vb, mask, scale))
     return out
