@@ -172,3 +172,12 @@ def test_old_flag_spellings_still_work(micro_checkpoint, mp4, capsys):
     args[args.index("--max-new-tokens")] = "--new-tokens"
     assert main(args) == 0
     assert "scorer heuristic" in capsys.readouterr().out
+
+
+def test_timed_runs_follow_an_untimed_warm_up_unless_asked_not_to(micro_checkpoint, mp4, tmp_path):
+    warm, cold = tmp_path / "warm.json", tmp_path / "cold.json"
+    assert main(_args(micro_checkpoint, mp4, warm)) == 0
+    assert main(_args(micro_checkpoint, mp4, cold, "--no-warmup")) == 0
+    warm_data, cold_data = json.loads(warm.read_text()), json.loads(cold.read_text())
+    assert warm_data["warmup"] is False and not any("warm-up" in n for n in warm_data["notes"])
+    assert cold_data["warmup"] is True and any("warm-up" in n for n in cold_data["notes"])

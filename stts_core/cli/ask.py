@@ -15,6 +15,9 @@ from stts_core.cli import common as cli
 from stts_core.data.video import VideoError, VideoFile, VideoLimits, open_video
 from stts_core.models.base import VideoBackend
 from stts_core.pipeline import STAGES, TTFT_STAGES, RunResult, RunSettings, run
+from stts_core.pipeline.request import warm_up
+
+WARMUP_FRAMES = 16  # the warm-up clip: enough to start every kernel and thread pool, cheap on any model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--match-budget", action="store_true",
                    help="STTS samples frames/keep frames: the baseline's token budget (test-time scaling)")
     p.add_argument("--no-baseline", action="store_true", help="run STTS only")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="skip the untimed warm-up of both paths (the first timed run then pays one-off costs)")
     return p
 
 
@@ -90,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         cli.exit_with_error(str(err))
     with video:
         backend = cli.backend_from_args(args)
+        if not args.no_warmup:
+            warm_up(backend, num_frames=min(args.frames, WARMUP_FRAMES), rounds=1)
         try:
             results = run_all(backend, video, args.question, settings, limits)
         except (VideoError, ValueError, RuntimeError) as err:
