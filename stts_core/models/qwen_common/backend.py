@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from stts_core.models.base import Generation, LLMPrune, SuffixGeometry
+from stts_core.models.hf_backend import HFBackendMixin
 from stts_core.models.qwen_common.layout import FULL, QwenLayout, max_length, token_mask
 from stts_core.models.qwen_common.llm_prune import generate_pruned
 from stts_core.models.qwen_common.modeling import QwenSTTSSettings
@@ -66,7 +66,7 @@ def padded_video(frames: np.ndarray, metadata: dict | None, temporal: int = 2) -
     return frames, meta, bool(pad)
 
 
-class QwenBackend:
+class QwenBackend(HFBackendMixin):
     """Runs one Qwen-VL model stage by stage so STTS can prune between the stages."""
 
     name = ""
@@ -133,78 +133,11 @@ class QwenBackend:
         return self.model.model.visual
 
     @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
-    @property
-    def scorer(self) -> torch.nn.Module:
-        return self.model.temporal_token_scorer
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.processor.tokenizer
-
-    @property
-    def llm_hidden_size(self) -> int:
-        return int(self.model.config.text_config.hidden_size)
-
-    @property
-    def llm_num_layers(self) -> int:
-        return int(self.model.config.text_config.num_hidden_layers)
-
-    @property
     def suffix_geometry(self) -> SuffixGeometry:
         k1 = self.scoring_layer + 1
         attn = self.vision.blocks[k1].attn
         return SuffixGeometry(packed_blocks=self.last_layer - k1, unpacked_reads=0,
                               heads=int(attn.num_heads), head_dim=int(attn.head_dim))
-
-    def set_gradient_checkpointing(self, enabled: bool) -> None:
-        """Recompute activations in backward for every ViT and LLM block (the biased block too); the
-        LLM's KV cache is off while it is on, as transformers requires."""
-        model = self.model
-        if enabled and hasattr(model, "activation_checkpointing_enable"):
-            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        elif enabled:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        elif hasattr(model, "activation_checkpointing_disable"):
-            model.activation_checkpointing_disable()
-        else:
-            model.gradient_checkpointing_disable()
-        for config in (model.config, getattr(model.config, "text_config", None)):
-            if config is not None:
-                config.use_cache = not enabled
-        self.gradient_checkpointing = enabled
-
-    def save(self, out_dir: str | Path) -> Path:
-        """Weights (safetensors), config and processor into one directory that `load_backend` reads."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, safe_serialization=True)
-        self.processor.save_pretrained(out)
-        return out
-
-    def _eos_ids(self) -> set[int]:
-        ids = self.model.generation_config.eos_token_id
-        if ids is None:
-            ids = self.tokenizer.eos_token_id
-        if ids is None:
-            return set()
-        return set(ids) if isinstance(ids, (list, tuple)) else {int(ids)}
-
-    def _stts_option(self, name: str, default: bool) -> bool:
-        return bool((getattr(self.model.config, "stts", None) or {}).get(name, default))
-
-    def prompt(self, question: str) -> str:
-        """The text the processor expands: the model's chat template when it has one."""
-        messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": question}]}]
-        if getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return f"{self.processor.video_token} {question}"
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, frames: np.ndarray, question: str, metadata: dict | None = None) -> QwenInputs:
@@ -282,12 +215,6 @@ class QwenBackend:
             if i in self.extra_mergers:
                 taps[i] = tokens
         return QwenViTState(hidden=to_raster(tokens, layout), tokens=tokens, taps=taps, rotary=rotary)
-
-    def learned_scores(self, state: QwenViTState, inputs: QwenInputs) -> torch.Tensor:
-        """The scorer on block k's features (raster grid); gradient flows back into blocks 0..k unless the
-        checkpoint sets `stts.detach_scorer_input`."""
-        features = state.hidden.detach() if self._stts_option("detach_scorer_input", False) else state.hidden
-        return self.model.temporal_token_scorer(features, inputs.groups)
 
     def vit_suffix(self, state: QwenViTState, inputs: QwenInputs, keep_mask: torch.Tensor | None,
                    bias: torch.Tensor | None, counter: list[int] | None = None) -> QwenViTState:
@@ -390,11 +317,6 @@ class QwenBackend:
                           prompt_tokens=int(llm["input_ids"].shape[1]))
 
     # ------------------------------------------------------------------ training
-    def answer_ids(self, answer: str) -> list[int]:
-        """The tokens the model is trained to produce for `answer`: its words, then end-of-sequence."""
-        ids = self.tokenizer(" " + answer.strip(), add_special_tokens=False)["input_ids"]
-        return [*ids, self.tokenizer.eos_token_id]
-
     def answer_pass(self, prompts: list[dict[str, torch.Tensor]], answers: list[str], visual: torch.Tensor,
                     hidden_layer: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean over questions of the next-token loss on each answer given its prompt, all questions in one
