@@ -7,49 +7,12 @@ Modules: `modeling` (the stock model plus the scorer), `backend` (stage-by-stage
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import torch
-
-from stts_core.models.registry import ModelFamily, register_family
+from stts_core.models.qwen_common.family import SCORER_PREFIX, VISION_PREFIXES, qwen_family
+from stts_core.models.registry import register_family
 
 PRESETS = ("qwen2.5-vl-micro", "qwen2.5-vl-tiny", "qwen2.5-vl-cpu-mid", "qwen2.5-vl-3b", "qwen2.5-vl-7b")
-SCORER_PREFIX = "temporal_token_scorer."
-VISION_PREFIXES = ("model.visual.", SCORER_PREFIX)
 
+FAMILY = register_family(qwen_family("qwen2_5_vl", "Qwen2.5-VL", __name__, "Qwen2_5_VLForSTTS", "Qwen2_5_VLBackend", PRESETS,
+                                     gpu_per_frame_s=0.75))
 
-def _load(source: str, device: Any = None, dtype: torch.dtype | None = None, trust_remote_code: bool = False,
-          **kwargs: Any) -> Any:
-    from stts_core.models.qwen2_5_vl.backend import Qwen2_5_VLBackend
-    from stts_core.models.qwen2_5_vl.modeling import Qwen2_5_VLForSTTS
-    from stts_core.models.qwen_common.checkpoint import load_qwen
-
-    return load_qwen(Qwen2_5_VLForSTTS, Qwen2_5_VLBackend, source, device=device, dtype=dtype,
-                     trust_remote_code=trust_remote_code, **kwargs)
-
-
-def _from_preset(preset: str, device: Any = None, dtype: torch.dtype = torch.float32, seed: int = 0) -> Any:
-    from stts_core.data.synthetic import VOCABULARY
-    from stts_core.models.qwen2_5_vl.backend import Qwen2_5_VLBackend
-    from stts_core.models.qwen2_5_vl.build import build_model, build_processor
-    from stts_core.models.qwen_common.build import build_tokenizer
-
-    tokenizer = build_tokenizer(VOCABULARY)
-    net = build_model(preset, tokenizer, seed=seed, dtype=dtype, device=device or "cpu")
-    return Qwen2_5_VLBackend(net, build_processor(tokenizer, preset), source=f"preset:{preset}")
-
-
-def _tiny_checkpoint(out_dir: str | Path, preset: str = "qwen2.5-vl-micro", words: tuple[str, ...] | list[str] = (),
-                     seed: int = 0) -> Path:
-    from stts_core.models.qwen2_5_vl.build import build_random_checkpoint
-
-    return build_random_checkpoint(out_dir, preset, words, seed)
-
-
-FAMILY = register_family(ModelFamily(
-    name="qwen2_5_vl", label="Qwen2.5-VL", model_types=("qwen2_5_vl",), load=_load, from_preset=_from_preset,
-    tiny_checkpoint=_tiny_checkpoint, presets=PRESETS, scorer_prefix=SCORER_PREFIX, vision_prefixes=VISION_PREFIXES,
-    constant_prefixes=("model.visual.",), test_preset="qwen2.5-vl-micro", frame_unit="temporal patch",
-    frames_per_unit=2, gpu_base_s=20.0, gpu_per_frame_s=0.75,  # estimates: not measured on ZeroGPU yet
-))
+__all__ = ["FAMILY", "PRESETS", "SCORER_PREFIX", "VISION_PREFIXES"]
