@@ -20,10 +20,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import threading
-import time
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -38,6 +35,7 @@ from app import media, render
 from app.forms import FRAMES_RANGE, KEEP_RANGE, fail, ratio, video_path, whole_number
 from app.handlers import CLIPS, NO_PROGRESS, Handlers
 from app.models import CACHE, gpu_seconds, gpu_task, on_zero_gpu
+from app.settle import SettleClock
 from stts_core.data.sampling import uniform_subset
 from stts_core.data.video import VideoError, VideoFile, VideoLimits, open_video
 from stts_core.methods.budget import kept_group_count, select_groups
@@ -57,7 +55,6 @@ STRIP_SIDE = 64  # tile side in pixels
 ANSWER_CHARS = 60  # of an answer in the table and summary (whole answers: the JSON and the bundle)
 LABEL_H = 22
 FEATURE_BYTES = 64 * 1024**2  # cached connector tokens per session at most; past this, visual masks wait for reruns
-SETTLE_S = 0.6
 STATE_TTL_S = 2 * 3600
 VISION_STAGES = ("vit_prefix", "scoring", "vit_suffix", "connector")
 TABLE_COLUMNS = ("method", "stage", "agrees", "TTFT ms", "vs baseline", "ViT tokens (block 0 / after pruning)",
@@ -312,8 +309,7 @@ class CompareHandlers:
 
     def __init__(self, handlers: Handlers) -> None:
         self.handlers = handlers
-        self._changes: OrderedDict[str, float] = OrderedDict()  # session -> time of its last keep change
-        self._lock = threading.Lock()
+        self._clock = SettleClock()
 
     @staticmethod
     def methods(value: Any) -> list[str]:
@@ -414,23 +410,11 @@ class CompareHandlers:
                 f"Keep {value:.2f}: masks previewed; the models rerun when the value rests.")
 
     def _touch(self, request: gr.Request | None) -> None:
-        session = getattr(request, "session_hash", None) or "-"
-        with self._lock:
-            self._changes[session] = time.monotonic()
-            self._changes.move_to_end(session)
-            while len(self._changes) > 1024:
-                self._changes.popitem(last=False)
+        self._clock.touch(request)
 
     def settle(self, request: gr.Request | None = None) -> None:
-        """Wait until this session's keep value has rested SETTLE_S (at most a few seconds)."""
-        session = getattr(request, "session_hash", None) or "-"
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            with self._lock:
-                rest = self._changes.get(session, 0.0) + SETTLE_S - time.monotonic()
-            if rest <= 0:
-                return
-            time.sleep(min(rest, 0.2))
+        """Wait until this session's keep value has rested (`settle.SETTLE_S`)."""
+        self._clock.settle(request)
 
     def rerun(self, video: Any, question: Any, model: Any, methods: Any, frames: Any, keep_ratio: Any,
               view: CompareView | None = None, progress: gr.Progress = NO_PROGRESS) -> tuple:

@@ -17,9 +17,6 @@ The main event is published as the API endpoint "/run" (see `Handlers.run`), e.g
 from __future__ import annotations
 
 import dataclasses
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +36,7 @@ from app.forms import (
     whole_number,
 )
 from app.models import CACHE, ModelChoices, gpu_seconds, gpu_task, on_zero_gpu
+from app.settle import SettleClock
 from app.text import STAGE_NAMES, STALE, scorer_update, video_markdown
 from app.views import (
     PreviewOutputs,
@@ -62,7 +60,6 @@ from stts_core.pipeline import STAGES, RunResult, RunSettings, validate_question
 from stts_core.pipeline import run as run_pipeline
 
 PRECISE_PAIRS = 5  # "measure precisely": this many baseline/STTS pairs, medians reported
-SETTLE_S = 0.6  # the keep value must rest this long before the models rerun
 CLIPS = media.ClipCache()
 # Default of the progress parameters: Gradio recognises a gr.Progress default and passes a live
 # tracker per event; direct calls (tests, scripts) use this inert one.
@@ -110,8 +107,7 @@ class Handlers:
     def __init__(self, choices: ModelChoices | None = None, limits: VideoLimits = LIMITS) -> None:
         self.choices = choices or ModelChoices()
         self.limits = limits
-        self._changes: OrderedDict[str, float] = OrderedDict()  # session -> time of its last keep change
-        self._lock = threading.Lock()
+        self._clock = SettleClock()
 
     def _key(self, video: Any, model: str, scorer: str, frames: Any, match_budget: bool) -> RunKey | None:
         try:
@@ -312,23 +308,11 @@ class Handlers:
         return render_preview(view, value, page_index(page), frame_index(frame, view))
 
     def _touch(self, request: gr.Request | None) -> None:
-        session = getattr(request, "session_hash", None) or "-"
-        with self._lock:
-            self._changes[session] = time.monotonic()
-            self._changes.move_to_end(session)
-            while len(self._changes) > 1024:
-                self._changes.popitem(last=False)
+        self._clock.touch(request)
 
     def settle(self, request: gr.Request | None = None) -> None:
-        """Wait until this session's keep value has rested SETTLE_S (at most a few seconds)."""
-        session = getattr(request, "session_hash", None) or "-"
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            with self._lock:
-                rest = self._changes.get(session, 0.0) + SETTLE_S - time.monotonic()
-            if rest <= 0:
-                return
-            time.sleep(min(rest, 0.2))
+        """Wait until this session's keep value has rested (`settle.SETTLE_S`)."""
+        self._clock.settle(request)
 
     def rerun(self, video: Any, question: str, model: str, scorer: str, frames: float, keep_ratio: float,
               match_budget: bool, precise: bool = False, view: View | None = None,

@@ -247,13 +247,13 @@ def test_keep_rerun_waits_for_the_value_to_rest_and_only_reruns_keep_changes(
         handlers: Handlers, first: RunOutputs, clip: str, micro_checkpoint: Path) -> None:
     import time
 
-    from app import handlers as module
+    from app.settle import SETTLE_S
 
     request = type("R", (), {"session_hash": "visitor-1"})()
     moved = time.monotonic()
     handlers.preview(0.3, first.view, clip, str(micro_checkpoint), first.view.key[3], 10, False, 1, 0, request)
     handlers.settle(request)
-    assert time.monotonic() - moved >= module.SETTLE_S
+    assert time.monotonic() - moved >= SETTLE_S
     other_frames = handlers.rerun(clip, QUESTION, str(micro_checkpoint), first.view.key[3], 12, 0.3, False, False,
                                   first.view)
     assert all(v == gr.skip() for v in other_frames)
