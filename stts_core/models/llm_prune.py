@@ -30,6 +30,7 @@ from transformers.cache_utils import DynamicCache
 from stts_core.methods.peers.fastv import pruning_layer
 from stts_core.methods.registry import get_method
 from stts_core.models.base import Generation, LLMPrune
+from stts_core.models.decoding import greedy_continue
 from stts_core.timing import synchronize
 
 Rope = tuple[torch.Tensor, torch.Tensor]
@@ -136,18 +137,9 @@ def generate_pruned(backend: Any, stack: TextStack, prompt: Prompt, prune: LLMPr
     token = logits.argmax(-1)
     synchronize(backend.device)
     prefill_s = time.perf_counter() - start
-    tokens: list[int] = []
-    start = time.perf_counter()
-    for step in range(max_new_tokens):
-        value = int(token)
-        if stop_at_eos and value in backend.eos_token_ids:
-            break
-        tokens.append(value)
-        if step == max_new_tokens - 1:
-            break
-        token = decode_step(stack, token, prompt.next_position + step, cache).argmax(-1)
-    synchronize(backend.device)
-    decode_s = time.perf_counter() - start
+    tokens, decode_s = greedy_continue(
+        token, max_new_tokens, stop_at_eos, backend.eos_token_ids,
+        lambda tok, step: decode_step(stack, tok, prompt.next_position + step, cache).argmax(-1), backend.device)
     text = backend.tokenizer.decode(tokens, skip_special_tokens=True).strip()
     return Generation(token_ids=tokens, text=text, prefill_s=prefill_s, decode_s=decode_s, prompt_tokens=prompt_tokens,
                       keep_mask=keep_image.view(frames, groups), visual_tokens=int(keep_image.sum()))

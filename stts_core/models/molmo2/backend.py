@@ -28,6 +28,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from stts_core.methods.budget import groups_to_patch_mask
 from stts_core.methods.packing import PackedLayout, refill_lonely_frames
 from stts_core.models.base import Generation, LLMPrune, PreparedInputs, SuffixGeometry, ViTState
+from stts_core.models.decoding import greedy_continue
 from stts_core.models.hf_backend import HFBackendMixin
 from stts_core.models.molmo2.llm_prune import generate_pruned
 from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings
@@ -296,22 +297,17 @@ class Molmo2Backend(HFBackendMixin):
         token = out.logits[:, -1].argmax(-1)
         synchronize(self.device)
         prefill_s = time.perf_counter() - start
-        tokens: list[int] = []
-        cache = out.cache
-        start = time.perf_counter()
-        for step in range(max_new_tokens):
-            value = int(token)
-            if stop_at_eos and value in self.eos_token_ids:
-                break
-            tokens.append(value)
-            if step == max_new_tokens - 1:
-                break
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(1, 1)], dim=1)
-            out = self.model(input_ids=token[:, None], attention_mask=attention_mask, cache=cache, use_cache=True)
-            cache = out.cache
-            token = out.logits[:, -1].argmax(-1)
-        synchronize(self.device)
-        decode_s = time.perf_counter() - start
+        state = {"cache": out.cache, "mask": attention_mask}
+
+        def next_token(token: torch.Tensor, _step: int) -> torch.Tensor:
+            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(1, 1)], dim=1)
+            step_out = self.model(input_ids=token[:, None], attention_mask=state["mask"], cache=state["cache"],
+                                  use_cache=True)
+            state["cache"] = step_out.cache
+            return step_out.logits[:, -1].argmax(-1)
+
+        tokens, decode_s = greedy_continue(token, max_new_tokens, stop_at_eos, self.eos_token_ids, next_token,
+                                           self.device)
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return Generation(token_ids=tokens, text=text, prefill_s=prefill_s, decode_s=decode_s,
                           prompt_tokens=int(llm["input_ids"].shape[1]))

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from stts_core.models.base import Generation, LLMPrune, SuffixGeometry
+from stts_core.models.decoding import greedy_continue
 from stts_core.models.hf_backend import HFBackendMixin
 from stts_core.models.qwen_common.layout import FULL, QwenLayout, max_length, token_mask
 from stts_core.models.qwen_common.llm_prune import generate_pruned
@@ -295,23 +296,17 @@ class QwenBackend(HFBackendMixin):
         token = out.logits[:, -1].argmax(-1)
         synchronize(self.device)
         prefill_s = time.perf_counter() - start
-        tokens: list[int] = []
-        cache = out.cache
-        start = time.perf_counter()
-        for step in range(max_new_tokens):
-            value = int(token)
-            if stop_at_eos and value in self.eos_token_ids:
-                break
-            tokens.append(value)
-            if step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
-            out = self.model(input_ids=token[:, None], attention_mask=mask, cache=cache, use_cache=True,
-                             position_ids=decode_positions(start_at + step, 1, self.device))
-            cache = out.cache
-            token = out.logits[:, -1].argmax(-1)
-        synchronize(self.device)
-        decode_s = time.perf_counter() - start
+        state = {"cache": out.cache, "mask": mask}
+
+        def next_token(token: torch.Tensor, step: int) -> torch.Tensor:
+            state["mask"] = torch.cat([state["mask"], state["mask"].new_ones(1, 1)], dim=1)
+            step_out = self.model(input_ids=token[:, None], attention_mask=state["mask"], cache=state["cache"],
+                                  use_cache=True, position_ids=decode_positions(start_at + step, 1, self.device))
+            state["cache"] = step_out.cache
+            return step_out.logits[:, -1].argmax(-1)
+
+        tokens, decode_s = greedy_continue(token, max_new_tokens, stop_at_eos, self.eos_token_ids, next_token,
+                                           self.device)
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return Generation(token_ids=tokens, text=text, prefill_s=prefill_s, decode_s=decode_s,
                           prompt_tokens=int(llm["input_ids"].shape[1]))
