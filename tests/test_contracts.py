@@ -114,3 +114,18 @@ def test_select_tokens_refuses_bad_shapes_and_ratios() -> None:
         select_tokens("heuristic", torch.zeros(3, 4, 8), 1.5)
     with pytest.raises(ValueError, match="Unknown method"):
         select_tokens("oracle", torch.zeros(3, 4, 8), 0.5)
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+@pytest.mark.parametrize("shape", [(0, 4, 8), (3, 0, 8), (3, 4, 0)])
+def test_select_tokens_refuses_empty_features(method: str, shape: tuple[int, int, int]) -> None:
+    with pytest.raises(ValueError, match="at least one frame, group and channel"):
+        select_tokens(method, torch.zeros(shape), 0.5)
+
+
+@pytest.mark.parametrize("method", FEATURE_METHODS)
+def test_select_tokens_refuses_non_finite_features(method: str) -> None:
+    features = torch.randn(3, 4, 8)
+    features[1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        select_tokens(method, features, 0.5)

@@ -148,6 +148,10 @@ def select_tokens(method: str | Method, features: torch.Tensor, keep_ratio: floa
     if not isinstance(features, torch.Tensor) or features.dim() != 3:
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
         raise ValueError(f"select_tokens needs features of shape (frames, groups, channels), got {shape}.")
+    if min(features.shape) < 1:
+        raise ValueError(f"select_tokens needs at least one frame, group and channel, got {tuple(features.shape)}.")
+    if not bool(torch.isfinite(features).all()):
+        raise ValueError("The features contain NaN or infinite values, so no method can rank them.")
     if m.needs_weights:
         raise ValueError(f"The method {m.name!r} needs trained weights; run it through a model backend "
                          "(stts_core.load_backend).")
