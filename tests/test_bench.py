@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -229,3 +230,41 @@ def test_gpu_script_parses_and_refuses_an_unknown_step(tmp_path: Path) -> None:
                                                       "PYTHON": sys.executable}, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and "STEP must be 1 or 2" in done.stderr
+
+
+def test_paired_speedup_is_the_median_and_quartiles_of_per_round_ratios() -> None:
+    base = [{"ttft": t} for t in (10.0, 12.0, 30.0, 11.0, 10.0)]
+    other = [{"ttft": t} for t in (5.0, 8.0, 10.0, 11.0, 4.0)]
+    ratios = sorted(b["ttft"] / o["ttft"] for b, o in zip(base, other, strict=True))  # 1.0, 1.5, 2.0, 2.5, 3.0
+    paired = bench.paired_speedup(base, other)
+    assert paired == {"median": ratios[2], "low": ratios[1], "high": ratios[3], "rounds": 5}
+    # The ratio of the two medians differs: round 3's slow baseline would not be paired with its own run.
+    assert paired["median"] != 11.0 / 8.0
+    one = bench.paired_speedup(base[:1], other[:1])
+    assert one["median"] == one["low"] == one["high"] == 2.0 and one["rounds"] == 1
+    with pytest.raises(ValueError):
+        bench.paired_speedup(base, other[:2])
+
+
+def test_rounds_flip_their_run_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every other round runs the methods first, so no side always goes first; records stay round-aligned."""
+    seen: list[str] = []
+    clock = iter(range(1, 10_000))
+
+    def fake_run(backend, video, question, keep, name, settings):  # noqa: ANN001, ANN202 - test double
+        seen.append(name)
+        run = bench.ModelRun(answer="a", token_ids=[1, 2], timings={}, num_frames=2, visual_tokens=4,
+                             prompt_tokens=8, vit_suffix_tokens=0, peak_mem_gb=None, vit_tokens=8)
+        return name, run, float(next(clock))
+
+    monkeypatch.setattr(bench, "_timed_run", fake_run)
+    monkeypatch.setattr(bench, "inference_record", lambda backend, run, packing_s: {"ttft": packing_s})
+    cfg = bench.BenchConfig(frames=[2], keeps=[0.5], repeats=4, warmup=1)
+    video = SimpleNamespace(frames=torch.zeros(2, 1))
+    out = bench._alternating_runs(None, video, "q", 0.5, cfg, ["learned", "evs"])  # type: ignore[arg-type]
+    rounds = [seen[i:i + 3] for i in range(0, len(seen), 3)]
+    assert rounds == [["baseline", "learned", "evs"], ["evs", "learned", "baseline"]] * 2 + [
+        ["baseline", "learned", "evs"]]
+    # Timed rounds 1..4: each name's record i comes from round i + 1 (the fake clock counts runs).
+    assert [r["ttft"] for r in out["baseline"]["records"]] == [6.0, 7.0, 12.0, 13.0]
+    assert [r["ttft"] for r in out["evs"]["records"]] == [4.0, 9.0, 10.0, 15.0]

@@ -1,8 +1,10 @@
 """`python -m stts_core.bench`: how much faster STTS makes a video VLM, stage by stage.
 
 For every (frames, keep) cell the unmodified model (baseline) and the STTS path run on the same
-synthetic clip, alternating B S B S ... in one process after warm-up, with CUDA-synchronised stage
-timers and the same fixed number of generated tokens; the report holds medians. `--train` times
+synthetic clip, alternating in one process after warm-up (B S, then S B: the order flips every round so
+neither run always goes first), with CUDA-synchronised stage timers and the same fixed number of
+generated tokens; the report holds medians, and beside them the per-round paired TTFT ratios (median
+and interquartile range), which a slow drift of the machine moves less. `--train` times
 one forward + backward step (task + auxiliary loss) instead of generation.
 
 Presets build the architecture with random weights: timing does not depend on weight values.
@@ -42,7 +44,7 @@ from stts_core.timing import device_name, peak_memory_gb, reset_peak_memory, syn
 INFERENCE_STAGES = ("preprocess", *TTFT_STAGES, "decoding", "decode_per_token", "packing", "ttft", "e2e")
 TRAIN_STAGES = ("forward", "backward", "step")
 INFERENCE_CELL_KEYS = ("frames", "keep", "ttft_speedup", "e2e_speedup", "overhead_pct", "ttft_delta_pct",
-                       "baseline_ttft_s", "stts_ttft_s", "baseline_e2e_s", "stts_e2e_s", "visual_tokens",
+                       "ttft_paired", "baseline_ttft_s", "stts_ttft_s", "baseline_e2e_s", "stts_e2e_s", "visual_tokens",
                        "vit_suffix_tokens", "peak_mem_gb", "stages_s", "methods", "repeats", "error")
 TRAIN_CELL_KEYS = ("frames", "keep", "step_speedup", "baseline_step_s", "stts_step_s", "visual_tokens",
                    "peak_mem_gb", "stages_s", "repeats", "error")
@@ -114,6 +116,18 @@ def _median(values: Sequence[float]) -> float:
 
 def _medians(runs: Sequence[dict[str, float]]) -> dict[str, float]:
     return {k: _median([r[k] for r in runs]) for k in runs[0]}
+
+
+def paired_speedup(base: Sequence[dict[str, float]], other: Sequence[dict[str, float]], key: str = "ttft"
+                   ) -> dict[str, float | int]:
+    """Per-round ratios base/other of `key` (the two runs of a round ran next to each other): their
+    median and interquartile range. A machine that drifts between rounds moves both runs of a round
+    alike, so these ratios scatter less than the medians of each side taken apart."""
+    ratios = [b[key] / max(o[key], 1e-12) for b, o in zip(base, other, strict=True)]
+    if len(ratios) < 2:
+        return {"median": ratios[0], "low": ratios[0], "high": ratios[0], "rounds": len(ratios)}
+    low, _, high = statistics.quantiles(ratios, n=4, method="inclusive")
+    return {"median": _median(ratios), "low": low, "high": high, "rounds": len(ratios)}
 
 
 def _peak(values: Sequence[float | None]) -> float | None:
@@ -192,22 +206,18 @@ def _free_memory(device: torch.device) -> None:
 
 def _alternating_runs(backend: VideoBackend, video: SampledVideo, question: str, keep: float, cfg: BenchConfig,
                       names: Sequence[str]) -> dict[str, dict[str, list]]:
-    """Baseline, then each method, repeated: per run name the timed records, peaks and token counts."""
+    """Baseline, then each method (B M1 M2), then the reverse (M2 M1 B), and so on: per run name the timed
+    records (index i of every name is round i), peaks and token counts. Flipping the order every round
+    keeps a run that always went first (a cold cache, the previous run's freed memory) from biasing one side."""
     settings = RunSettings(keep_ratio=keep, scorer=names[0], num_frames=int(video.frames.shape[0]),
                            max_new_tokens=cfg.new_tokens, seed=cfg.seed, stop_at_eos=False)
     out: dict[str, dict[str, list]] = {n: {"records": [], "peaks": [], "tokens": []} for n in ("baseline", *names)}
     with torch.inference_mode():
         for i in range(cfg.warmup + cfg.repeats):
-            base, _, _ = run_model(backend, video, question, 1.0, None, settings)
-            measured = [("baseline", base, 0.0)]
-            for name in names:
-                run, vp, inputs = run_model(backend, video, question, keep, name, settings)
-                # Packing happens only where a vit-stage method shortened the ViT's later blocks.
-                packing_s = packing_cost(backend, vp, inputs) if get_method(name).stage == "vit" else 0.0
-                del vp, inputs  # the next baseline run's peak memory must not include them
-                if len(base.token_ids) != len(run.token_ids):
-                    raise RuntimeError("The two runs generated different numbers of tokens.")
-                measured.append((name, run, packing_s))
+            measured = [_timed_run(backend, video, question, keep, name, settings)
+                        for name in _round_order(names, flip=i % 2 == 1)]
+            if len({len(run.token_ids) for _, run, _ in measured}) != 1:
+                raise RuntimeError("The runs of one round generated different numbers of tokens.")
             if i < cfg.warmup:
                 continue
             for name, run, packing_s in measured:
@@ -217,16 +227,34 @@ def _alternating_runs(backend: VideoBackend, video: SampledVideo, question: str,
     return out
 
 
+def _round_order(names: Sequence[str], flip: bool) -> list[str]:
+    """One round's run order: the baseline then the methods, or all of it reversed."""
+    order = ["baseline", *names]
+    return order[::-1] if flip else order
+
+
+def _timed_run(backend: VideoBackend, video: SampledVideo, question: str, keep: float, name: str,
+               settings: RunSettings) -> tuple[str, ModelRun, float]:
+    """One run of the baseline (keep 1, no method) or a method, with its packing seconds."""
+    if name == "baseline":
+        run, _, _ = run_model(backend, video, question, 1.0, None, settings)
+        return name, run, 0.0
+    run, vp, inputs = run_model(backend, video, question, keep, name, settings)
+    # Packing happens only where a vit-stage method shortened the ViT's later blocks.
+    packing_s = packing_cost(backend, vp, inputs) if get_method(name).stage == "vit" else 0.0
+    return name, run, packing_s  # vp and inputs go here, so the next run's peak memory does not include them
+
+
 VISION_STAGES = ("vit_prefix", "scoring", "vit_suffix", "connector")  # the ViT side of TTFT
 
 
 def method_entry(name: str, b: dict[str, float], s: dict[str, float], tokens: list[int],
-                 peak: float | None) -> dict[str, Any]:
+                 peak: float | None, paired: dict[str, float | int] | None = None) -> dict[str, Any]:
     """One method against the baseline in one cell: TTFT, and where it saved (ViT side or LLM prefill)."""
     vision_b, vision_s = sum(b[k] for k in VISION_STAGES), sum(s[k] for k in VISION_STAGES)
     return {"method": name, "stage": get_method(name).stage, "ttft_s": s["ttft"], "e2e_s": s["e2e"],
             "ttft_speedup": b["ttft"] / max(s["ttft"], 1e-12), "e2e_speedup": b["e2e"] / max(s["e2e"], 1e-12),
-            "vision_s": vision_s, "vision_saved_s": vision_b - vision_s, "llm_prefill_s": s["llm_prefill"],
+            "ttft_paired": paired, "vision_s": vision_s, "vision_saved_s": vision_b - vision_s, "llm_prefill_s": s["llm_prefill"],
             "llm_prefill_saved_s": b["llm_prefill"] - s["llm_prefill"], "vit_tokens": tokens[0],
             "vit_suffix_tokens": tokens[1], "visual_tokens": tokens[2], "peak_mem_gb": peak, "stages_s": s}
 
@@ -240,6 +268,7 @@ def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, ke
     runs = _alternating_runs(backend, video, question, keep, cfg, names)
     medians = {n: _medians(r["records"]) for n, r in runs.items()}
     b, s = medians["baseline"], medians[names[0]]
+    paired = {n: paired_speedup(runs["baseline"]["records"], runs[n]["records"]) for n in names}
     base_tokens, first_tokens = runs["baseline"]["tokens"], runs[names[0]]["tokens"]
     return {
         "frames": int(video.frames.shape[0]),
@@ -248,6 +277,7 @@ def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, ke
         "e2e_speedup": b["e2e"] / max(s["e2e"], 1e-12),
         "overhead_pct": 100.0 * (s["scoring"] + s["packing"]) / max(b["ttft"], 1e-12),
         "ttft_delta_pct": 100.0 * (s["ttft"] / max(b["ttft"], 1e-12) - 1.0),
+        "ttft_paired": paired[names[0]],
         "baseline_ttft_s": b["ttft"],
         "stts_ttft_s": s["ttft"],
         "baseline_e2e_s": b["e2e"],
@@ -256,7 +286,8 @@ def inference_cell(backend: VideoBackend, video: SampledVideo, question: str, ke
         "vit_suffix_tokens": [base_tokens[1], first_tokens[1]],
         "peak_mem_gb": [_peak(runs["baseline"]["peaks"]), _peak(runs[names[0]]["peaks"])],
         "stages_s": {"baseline": b, "stts": s},
-        "methods": [method_entry(n, b, medians[n], runs[n]["tokens"], _peak(runs[n]["peaks"])) for n in names],
+        "methods": [method_entry(n, b, medians[n], runs[n]["tokens"], _peak(runs[n]["peaks"]), paired[n])
+                    for n in names],
         "repeats": len(runs["baseline"]["records"]),
         "error": None,
     }
@@ -379,6 +410,12 @@ def _x(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}x"
 
 
+def _paired(paired: dict[str, float] | None) -> str:
+    if not paired:
+        return "-"
+    return f"{paired['median']:.2f}x ({paired['low']:.2f}-{paired['high']:.2f})"
+
+
 def _gb(values: Sequence[float | None]) -> str:
     return "-" if all(v is None for v in values) else "/".join("-" if v is None else f"{v:.1f}" for v in values)
 
@@ -404,12 +441,13 @@ def format_table(report: dict[str, Any]) -> str:
         stages: tuple[str, ...] = TRAIN_STAGES
     else:
         lines.append(f"{'frames':>6} {'keep':>5} {'tokens base->STTS':>18} {'TTFT base ms':>13} {'TTFT STTS ms':>13}"
-                     f" {'TTFT':>7} {'E2E':>7} {'overhead':>9} {'peak GB':>10}")
+                     f" {'TTFT':>7} {'paired (IQR)':>19} {'E2E':>7} {'overhead':>9} {'peak GB':>10}")
         for c in cells:
             tok = "-" if c["error"] else f"{c['visual_tokens'][0]}->{c['visual_tokens'][1]}"
             over = "-" if c["overhead_pct"] is None else f"{c['overhead_pct']:.1f}%"
             lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {tok:>18} {_ms(c['baseline_ttft_s']):>13}"
-                         f" {_ms(c['stts_ttft_s']):>13} {_x(c['ttft_speedup']):>7} {_x(c['e2e_speedup']):>7}"
+                         f" {_ms(c['stts_ttft_s']):>13} {_x(c['ttft_speedup']):>7} {_paired(c.get('ttft_paired')):>19}"
+                         f" {_x(c['e2e_speedup']):>7}"
                          f" {over:>9} {_gb(c['peak_mem_gb'] or []):>10}" + (f"  {c['error']}" if c["error"] else ""))
         stages = INFERENCE_STAGES
     lines.append("")
@@ -420,7 +458,8 @@ def format_table(report: dict[str, Any]) -> str:
         for run, row in _stage_rows(c):
             lines.append(f"{c['frames']:>6} {c['keep']:>5.2f} {run:>9} " + " ".join(f"{_ms(row[s]):>10}" for s in stages))
     lines.append(f"(medians of {report['settings']['repeats']} alternating rounds after "
-                 f"{report['settings']['warmup']} warm-up round(s); milliseconds)")
+                 f"{report['settings']['warmup']} warm-up round(s), the run order flipped every round; milliseconds"
+                 + ("" if train else "; paired: median and interquartile range of the per-round TTFT ratios") + ")")
     if not train:
         lines += ["", methods_table(cells), "", roofline.roofline_table(report)]
     return "\n".join(lines)
