@@ -21,6 +21,7 @@ from app.examples import ASSETS_EXAMPLES, examples_dir
 from app.forms import LIMITS
 from app.models import CACHE, ModelChoices, default_device, on_zero_gpu, public_mode
 from app.ui import DEFAULT_FRAMES, build_demo
+from stts_core.host_memory import retain_freed_memory
 from stts_core.models.base import VideoBackend
 from stts_core.pipeline import warm_up
 
@@ -60,6 +61,7 @@ def warm_at_start(backend: VideoBackend, skip: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    retain_freed_memory()  # before the model loads: runs reuse freed host memory instead of faulting it in
     public = public_mode(args.public)
     choices = ModelChoices.starting_with(args.model, public=public, allow_custom=args.allow_custom_models)
     CACHE.configure(device=default_device(args.device), max_models=args.max_models, pinned=choices.builtin_path)

@@ -32,6 +32,7 @@ import torch
 
 from stts_core.analysis import roofline
 from stts_core.data.video import SampledVideo, frames_from_array
+from stts_core.host_memory import host_allocator
 from stts_core.methods.budget import groups_to_patch_mask, kept_group_count
 from stts_core.methods.packing import PackedLayout, frame_block_mask, pack, resolve_backend, unpack
 from stts_core.methods.registry import get_method
@@ -536,7 +537,7 @@ def make_report(args: argparse.Namespace, argv: list[str], backend: VideoBackend
             "scorers": list(getattr(args, "scorers", [args.scorer])),
             "scorers_used": list(dict.fromkeys(resolve_scorer(backend, n)[0]
                                                for n in getattr(args, "scorers", [args.scorer]))),
-            "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "seed": args.seed,
+            "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads(), "host_allocator": host_allocator(), "seed": args.seed,
             "attention": resolve_backend(args.attention_impl, backend.device), "grad_checkpoint": args.grad_checkpoint,
             "preprocess_on": "cpu" if args.cpu_preprocess or backend.device.type == "cpu" else str(backend.device),
             "scoring_layer": backend.scoring_layer, "serving": args.serving, "prefill": args.prefill,

@@ -166,9 +166,13 @@ def backend_from_args(args: argparse.Namespace, device: str | None = None, prese
                       model: str | None = None):  # noqa: ANN201 - torch imported lazily
     """The one "backend from CLI arguments": ``--model`` (or ``model``, or a ``preset`` with random weights)
     on ``--device`` (``device`` overrides it: a torchrun rank's own GPU), in ``--dtype`` with one rule
-    (bf16 on CUDA, fp32 elsewhere). A model that cannot be loaded exits with one line and code 2."""
+    (bf16 on CUDA, fp32 elsewhere). A model that cannot be loaded exits with one line and code 2.
+    A process that runs a model keeps its freed host memory (`stts_core.host_memory`)."""
+    from stts_core.host_memory import retain_freed_memory
     from stts_core.models.base import ModelLoadError
     from stts_core.models.loading import backend_from_preset, load_backend
+
+    retain_freed_memory()
 
     where = resolve_device(device or getattr(args, "device", None))
     dtype = torch_dtype(getattr(args, "dtype", None), where.type)
