@@ -21,6 +21,7 @@ from app.examples import ASSETS_EXAMPLES, examples_dir
 from app.forms import LIMITS
 from app.models import CACHE, ModelChoices, default_device, on_zero_gpu, public_mode
 from app.ui import DEFAULT_FRAMES, build_demo
+from stts_core.compute_thread import COMPUTE
 from stts_core.host_memory import retain_freed_memory
 from stts_core.models.base import VideoBackend
 from stts_core.pipeline import warm_up
@@ -55,7 +56,7 @@ def warm_at_start(backend: VideoBackend, skip: bool = False) -> None:
     ZeroGPU, where no GPU is attached outside a request."""
     if skip or on_zero_gpu():
         return
-    seconds = warm_up(backend, num_frames=DEFAULT_FRAMES)
+    seconds = COMPUTE.run(warm_up, backend, num_frames=DEFAULT_FRAMES)  # on the thread that serves the runs
     print(f"warmed up {backend.source or backend.name} (baseline and STTS, untimed) in {seconds:.1f} s", file=sys.stderr)
 
 

@@ -45,6 +45,7 @@ from stts_core.analysis.records import BASELINE, Analysis, AnalysisSettings, Thu
 from stts_core.analysis.report import KIND_TEXT, curve_figure, mask_tiles, type_figure
 from stts_core.analysis.runner import run_analysis, run_settings_for
 from stts_core.analysis.store import REPORT, RESULTS, SUMMARY, load_thumb
+from stts_core.compute_thread import COMPUTE
 from stts_core.data.tables import Dataset, DatasetError, load_dataset
 from stts_core.methods.frames import frame_count
 from stts_core.methods.registry import get_method
@@ -511,7 +512,7 @@ def run_batch(get_backend: GetBackend, model: Any, source: str, count: Any, file
         try:
             progress(0.02, desc="Loading the model")
             backend = _backend(get_backend, model)
-            analysis = _analyse(backend, dataset, cfg, work / "out", label, progress)
+            analysis = COMPUTE.run(_analyse, backend, dataset, cfg, work / "out", label, progress)
             outputs = _results(analysis, label, cfg, keep_dir)
         finally:
             dataset.close()

@@ -8,6 +8,7 @@ CUDA itself (models are placed on "cuda" through the `spaces` runtime, not by pr
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import socket
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from stts_core.compute_thread import COMPUTE
 from stts_core.models.base import VideoBackend
 from stts_core.models.loading import DEFAULT_MODEL, ModelLoadError, load_backend
 
@@ -58,15 +60,23 @@ def gpu_seconds(num_frames: int, runs: int = 1, source: str | None = None) -> in
 
 
 def gpu_task(duration: Callable[..., int]) -> Callable[[F], F]:
-    """`spaces.GPU(duration=duration)` when the `spaces` package is importable (a no-op outside
-    ZeroGPU), else the function itself. `duration` gets the task's arguments and returns seconds."""
+    """The model work of one event: `spaces.GPU(duration=duration)` when the `spaces` package is
+    importable (a no-op outside ZeroGPU), run on the process's one compute thread (`COMPUTE`) except on
+    ZeroGPU, where the `spaces` runtime runs it in its GPU worker. `duration` gets the task's arguments
+    and returns seconds."""
 
     def wrap(fn: F) -> F:
-        if not has_spaces():
-            return fn
-        import spaces
+        device_fn = fn
+        if has_spaces():
+            import spaces
 
-        return spaces.GPU(duration=duration)(fn)
+            device_fn = spaces.GPU(duration=duration)(fn)
+
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return device_fn(*args, **kwargs) if on_zero_gpu() else COMPUTE.run(device_fn, *args, **kwargs)
+
+        return call  # type: ignore[return-value]
 
     return wrap
 
@@ -213,7 +223,7 @@ class ModelCache:
                 return self._models[source]
             check_source(source, builtin_path)
             try:
-                backend = load_backend(source, device=self.device)
+                backend = COMPUTE.run(load_backend, source, device=self.device)
             except ModelLoadError:
                 raise
             except Exception as err:
