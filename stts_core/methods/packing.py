@@ -33,7 +33,10 @@ import torch.nn.functional as F
 ATTENTION_BACKENDS = ("auto", "flash", "varlen", "flex", "frames", "rows", "loop")
 # A batched attention call's fixed cost (launch, gathers, scatter) in (query, key) pairs: the frame
 # batching below pads a frame to a longer batch only while the padding costs less than another call.
-FRAME_CALL_PAIRS = 4096
+# On the 2-core CPU a call (about ten ops) costs as much as ~65k pairs of 4 heads x 24: the built-in
+# model's packed suffix at 16 frames took 7.3 ms instead of 9.0 on an example clip and 8.3-8.7 instead of
+# 9.8-10.4 on Big Buck Bunny (2 batches instead of 4-6), 1-4% longer on the synthetic clip (docs/benchmarks.md).
+FRAME_CALL_PAIRS = 1 << 16
 
 
 def first_fit_decreasing(lengths: Sequence[int], capacity: int) -> list[list[int]]:
