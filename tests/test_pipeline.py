@@ -298,3 +298,22 @@ def test_on_stage_hears_every_stage_of_both_runs_in_order(micro_backend, mp4):
     run(micro_backend, mp4, QUESTION, _settings(keep_ratio=0.5), on_stage=lambda r, s: heard.append((r, s)))
     order = [s for s in STAGES if s != "decode_video"]
     assert heard == [("baseline", s) for s in order] + [("stts", s) for s in order]
+
+
+def test_inference_runs_record_no_autograd_graph(micro_backend, video, monkeypatch):
+    """The model's weights require gradients (training shares them), so an inference run must turn
+    autograd off itself: recording the graph made every stage slower, the pruned path's many small ops most."""
+    assert any(p.requires_grad for p in micro_backend.model.parameters())
+    seen: list[bool] = []
+    for name in ("vit_prefix", "vit_suffix", "generate"):
+        original = getattr(micro_backend, name)
+
+        def spy(*args, _original=original, **kwargs):
+            seen.append(torch.is_grad_enabled())
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(micro_backend, name, spy)
+    run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
+    pipeline.warm_up(micro_backend, num_frames=4, rounds=1)
+    assert seen and not any(seen)
+    assert torch.is_grad_enabled()  # restored for the caller
