@@ -33,6 +33,7 @@ from stts_core.models.hf_backend import HFBackendMixin
 from stts_core.models.molmo2.llm_prune import generate_pruned
 from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings
 from stts_core.models.molmo2.packed_vit import PackedViTState, packed_block, scored_block
+from stts_core.models.molmo2.video_patches import install_fast_video_patches
 from stts_core.timing import synchronize
 
 
@@ -56,6 +57,7 @@ class Molmo2Backend(HFBackendMixin):
         attention_impl: str = "auto",
     ) -> None:
         self.model = model
+        install_fast_video_patches(processor)  # the stock bytes with fewer passes over the frames
         self.processor = processor
         self.source = source
         self.has_learned_scorer = has_learned_scorer
