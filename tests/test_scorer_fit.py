@@ -42,6 +42,24 @@ def test_fit_changes_the_scorer_only_and_records_the_loss_form(micro_checkpoint,
     assert load_molmo2(str(out), device="cpu").model.config.stts["aux_loss"] == "bce"  # round trip
 
 
+def test_scorer_hidden_fits_a_fresh_scorer_of_that_width_that_loads_back(micro_checkpoint, tmp_path):
+    out = tmp_path / "narrow"
+    before = load_molmo2(str(micro_checkpoint), device="cpu")
+    width = before.scorer.mlp.w1.out_features
+    narrow = max(1, width // 2)
+    assert main(["--model", str(micro_checkpoint), "--out", str(out), "--steps", "2", "--batch", "1",
+                 "--frames", "4", "--eval-every", "5", "--threads", "1", "--scorer-hidden", str(narrow)]) == 0
+    weights = _weights(out)
+    assert weights[SCORER_PREFIX + "mlp.w1.weight"].shape == (narrow, 2 * before.scorer.patch_token_pooler.wq.in_features)
+    assert weights[SCORER_PREFIX + "mlp.w2.weight"].shape == (narrow, narrow)
+    assert json.loads((out / "config.json").read_text())["stts"]["scorer_hidden"] == narrow
+    loaded = load_molmo2(str(out), device="cpu")
+    assert loaded.has_learned_scorer and loaded.scorer.mlp.w1.out_features == narrow
+    # the body is the checkpoint's, unchanged
+    body = {k: v for k, v in _weights(micro_checkpoint).items() if not k.startswith(SCORER_PREFIX)}
+    assert all(torch.equal(v, weights[k]) for k, v in body.items())
+
+
 def test_fit_lowers_the_auxiliary_loss_on_a_clip(micro_checkpoint):
     backend = load_molmo2(str(micro_checkpoint), device="cpu")
     params = freeze_all_but_scorer(backend)

@@ -21,6 +21,7 @@ import torch
 from tqdm import tqdm
 
 from stts_core.methods.losses import logits_of, temporal_aux_loss, temporal_redundancy
+from stts_core.methods.scorers import TokenScorer
 from stts_core.models.base import VideoBackend
 from stts_core.models.registry import family_of
 from stts_core.train.loop import lr_at
@@ -42,8 +43,22 @@ class FitConfig:
     warmup: int = 50
     aux_loss: str = "bce"  # the auxiliary loss's form (methods.losses.AUX_LOSS_FORMS)
     reset: bool = False  # start from a freshly initialised scorer (always so without scorer weights)
+    scorer_hidden: int | None = None  # a fresh scorer with this MLP width (None: keep the checkpoint's)
     eval_every: int = 250
     seed: int = 0
+
+
+def rebuild_scorer(backend: VideoBackend, hidden: int) -> bool:
+    """Replace the scorer with a freshly initialised one whose MLP is `hidden` wide, recorded in the
+    checkpoint's `stts.scorer_hidden` (so it loads back at that width); False when it already is."""
+    old = backend.scorer
+    if old.mlp.w1.out_features == hidden:
+        return False
+    pooler = old.patch_token_pooler
+    fresh = TokenScorer(pooler.wq.in_features, pooler.num_heads, hidden)
+    backend.model.temporal_token_scorer = fresh.to(device=pooler.wq.weight.device, dtype=pooler.wq.weight.dtype)
+    backend.model.config.stts["scorer_hidden"] = hidden
+    return True
 
 
 def freeze_all_but_scorer(backend: VideoBackend) -> list[torch.nn.Parameter]:
@@ -102,8 +117,9 @@ def clip_stream(cfg: FitConfig) -> tuple[Iterator[Sample], list[Sample]]:
 
 def fit(backend: VideoBackend, cfg: FitConfig) -> dict:
     """The loop: --steps AdamW steps of --batch clips each; -> the last log record."""
+    rebuilt = cfg.scorer_hidden is not None and rebuild_scorer(backend, cfg.scorer_hidden)
     params = freeze_all_but_scorer(backend)
-    if cfg.reset or not backend.has_learned_scorer:  # a checkpoint without scorer weights starts fresh
+    if not rebuilt and (cfg.reset or not backend.has_learned_scorer):  # no scorer weights: start fresh
         backend.scorer.reset_parameters()
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     data, val = clip_stream(cfg)
