@@ -15,7 +15,7 @@ from stts_core.cli.fit_scorer import main
 from stts_core.data.synthetic import make_clip
 from stts_core.models.molmo2 import SCORER_PREFIX
 from stts_core.models.molmo2.checkpoint import load_molmo2
-from stts_core.train.scorer_fit import clip_loss, freeze_all_but_scorer, rank_correlation
+from stts_core.train.scorer_fit import clip_loss, freeze_all_but_scorer, rank_correlation, rebuild_scorer
 
 
 def _weights(directory: Path) -> dict[str, torch.Tensor]:
@@ -58,6 +58,20 @@ def test_scorer_hidden_fits_a_fresh_scorer_of_that_width_that_loads_back(micro_c
     # the body is the checkpoint's, unchanged
     body = {k: v for k, v in _weights(micro_checkpoint).items() if not k.startswith(SCORER_PREFIX)}
     assert all(torch.equal(v, weights[k]) for k, v in body.items())
+
+
+def test_scorer_hidden_keeps_the_pooler_unless_reset(micro_checkpoint):
+    pooler = SCORER_PREFIX + "patch_token_pooler."
+    for reset, kept in ((False, True), (True, False)):
+        backend = load_molmo2(str(micro_checkpoint), device="cpu")
+        before = {k: v.clone() for k, v in backend.scorer.patch_token_pooler.state_dict().items()}
+        narrow = max(1, backend.scorer.mlp.w1.out_features // 2)
+        assert rebuild_scorer(backend, narrow, keep_pooler=not reset)
+        after = backend.scorer.patch_token_pooler.state_dict()
+        same = all(torch.equal(before[k], after[k]) for k in before)
+        assert same is kept, (reset, pooler)
+        assert backend.scorer.mlp.w2.weight.shape == (narrow, narrow)
+        assert not rebuild_scorer(backend, narrow, keep_pooler=True)  # already that wide
 
 
 def test_fit_lowers_the_auxiliary_loss_on_a_clip(micro_checkpoint):

@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true",
                    help="start from a freshly initialised scorer (always so for a checkpoint without scorer weights)")
     p.add_argument("--scorer-hidden", type=cli.whole_number(1), default=None,
-                   help="start from a fresh scorer whose MLP is this wide (default: the checkpoint's scorer)")
+                   help="a fresh MLP this wide (default: the checkpoint's scorer); the attention pooler is kept "
+                        "from the checkpoint unless --reset")
     p.add_argument("--eval-every", type=cli.whole_number(1), default=250)
     p.add_argument("--seed", type=cli.whole_number(0), default=0)
     p.add_argument("--threads", type=cli.whole_number(1), default=None)

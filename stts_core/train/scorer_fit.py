@@ -43,19 +43,22 @@ class FitConfig:
     warmup: int = 50
     aux_loss: str = "bce"  # the auxiliary loss's form (methods.losses.AUX_LOSS_FORMS)
     reset: bool = False  # start from a freshly initialised scorer (always so without scorer weights)
-    scorer_hidden: int | None = None  # a fresh scorer with this MLP width (None: keep the checkpoint's)
+    scorer_hidden: int | None = None  # a fresh MLP this wide (None: the checkpoint's); the pooler kept unless reset
     eval_every: int = 250
     seed: int = 0
 
 
-def rebuild_scorer(backend: VideoBackend, hidden: int) -> bool:
-    """Replace the scorer with a freshly initialised one whose MLP is `hidden` wide, recorded in the
-    checkpoint's `stts.scorer_hidden` (so it loads back at that width); False when it already is."""
+def rebuild_scorer(backend: VideoBackend, hidden: int, keep_pooler: bool) -> bool:
+    """Replace the scorer's MLP with a freshly initialised one `hidden` wide, recorded in the checkpoint's
+    `stts.scorer_hidden` (so it loads back at that width); the attention pooler is kept when `keep_pooler`
+    (its features are the part the MLP reads), else re-initialised too. False when the width already is."""
     old = backend.scorer
     if old.mlp.w1.out_features == hidden:
         return False
     pooler = old.patch_token_pooler
     fresh = TokenScorer(pooler.wq.in_features, pooler.num_heads, hidden)
+    if keep_pooler:
+        fresh.patch_token_pooler.load_state_dict(pooler.state_dict())
     backend.model.temporal_token_scorer = fresh.to(device=pooler.wq.weight.device, dtype=pooler.wq.weight.dtype)
     backend.model.config.stts["scorer_hidden"] = hidden
     return True
@@ -117,7 +120,8 @@ def clip_stream(cfg: FitConfig) -> tuple[Iterator[Sample], list[Sample]]:
 
 def fit(backend: VideoBackend, cfg: FitConfig) -> dict:
     """The loop: --steps AdamW steps of --batch clips each; -> the last log record."""
-    rebuilt = cfg.scorer_hidden is not None and rebuild_scorer(backend, cfg.scorer_hidden)
+    keep_pooler = backend.has_learned_scorer and not cfg.reset
+    rebuilt = cfg.scorer_hidden is not None and rebuild_scorer(backend, cfg.scorer_hidden, keep_pooler)
     params = freeze_all_but_scorer(backend)
     if not rebuilt and (cfg.reset or not backend.has_learned_scorer):  # no scorer weights: start fresh
         backend.scorer.reset_parameters()
