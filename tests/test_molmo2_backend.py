@@ -17,6 +17,7 @@ from transformers import Molmo2ForConditionalGeneration
 from stts_core.data.synthetic import VOCABULARY, make_clip
 from stts_core.data.video import frames_from_array
 from stts_core.methods.budget import attention_bias, groups_to_patch_mask, kept_group_count, select_groups
+from stts_core.methods.packing import PackedLayout, PaddedFrames, padded_slot_pairs
 from stts_core.models.base import ModelLoadError
 from stts_core.models.molmo2.backend import Molmo2Backend
 from stts_core.models.molmo2.build import (
@@ -241,12 +242,22 @@ def test_llm_inputs_rejects_mismatched_keep(micro_backend, inputs):
         micro_backend.llm_inputs(inputs, torch.ones(NUM_FRAMES + 1, 4, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("impl", ["rows", "auto"])
 @pytest.mark.parametrize("kind", ["learned", "handmade"])
-def test_vit_suffix_runs_only_kept_patches(micro_backend, inputs, prefix, learned_scores, kind):
+def test_vit_suffix_runs_only_kept_patches(micro_backend, inputs, prefix, learned_scores, kind, impl):
+    """Packed ("rows"): the later blocks' MLPs run on the kept patches. On the CPU "auto" is the padded
+    batch order: on its slots, the kept patches plus the padding its plan chose, fewer than every patch."""
     keep = _keep_mask(kind, learned_scores)
     patch_mask = groups_to_patch_mask(keep, inputs.groups, inputs.patches_per_frame)
     kept_patches = int(patch_mask.sum())
     assert kept_patches == int(keep.sum()) * 9
+    mlp_rows = kept_patches
+    if impl == "auto":
+        vision = micro_backend.model.config.vision_config
+        padded = PaddedFrames.from_layout(PackedLayout.from_mask(patch_mask),
+                                          padded_slot_pairs(vision.hidden_size, vision.intermediate_size))
+        mlp_rows = padded.size
+        assert kept_patches <= mlp_rows < patch_mask.numel()
     layers = micro_backend.model.model.vision_tower.layers
     k1 = micro_backend.scoring_layer + 1
     later = list(range(k1 + 1, micro_backend.last_layer + 1))
@@ -260,16 +271,18 @@ def test_vit_suffix_runs_only_kept_patches(micro_backend, inputs, prefix, learne
     ]
     counter: list[int] = []
     bias = attention_bias(learned_scores, inputs.groups, inputs.patches_per_frame)
+    micro_backend.attention_impl = impl
     try:
         with torch.no_grad():
             micro_backend.vit_suffix(prefix, inputs, keep, bias, counter=counter)
     finally:
+        micro_backend.attention_impl = "auto"
         for h in handles:
             h.remove()
     # Block k+1 sees every patch as a key, but computes outputs (and runs its MLP) on the kept ones only.
-    assert rows[k1] == [kept_patches]
+    assert rows[k1] == [mlp_rows]
     for i in later:
-        assert rows[i] == [kept_patches], i
+        assert rows[i] == [mlp_rows], i
     assert counter == [kept_patches] * len(later)
 
 

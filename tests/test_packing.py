@@ -566,3 +566,43 @@ def test_packed_query_attention_checks_its_shapes():
         packed_query_attention(torch.zeros(5, 2, 4), torch.zeros(2, 3, 2, 4), torch.zeros(2, 3, 2, 4), layout)
     with pytest.raises(ValueError, match="grid"):
         packed_query_attention(torch.zeros(6, 2, 4), torch.zeros(2, 4, 2, 4), torch.zeros(2, 4, 2, 4), layout)
+
+
+# ---------------------------------------------------------------- padded batch order (the CPU suffix)
+@pytest.mark.parametrize(("name", "keep"), KEY_CASES, ids=[name for name, _ in KEY_CASES])
+def test_padded_frames_round_trip_and_attention_equal_the_packed_form(name, keep):
+    from stts_core.methods.packing import PaddedFrames
+
+    gen = torch.Generator().manual_seed(sum(ord(c) for c in name))
+    layout = PackedLayout.from_mask(keep)
+    padded = PaddedFrames.from_layout(layout)
+    assert PaddedFrames.from_layout(layout) is padded  # built once per layout
+    assert padded.size >= layout.total
+    assert sorted(padded.back.tolist()) == sorted(set(padded.back.tolist()))  # every token has its own slot
+    x = torch.randn(*keep.shape, 3, 8, generator=gen)
+    slots = padded.from_grid(x)
+    assert torch.equal(padded.to_packed(slots), pack(x.reshape(*keep.shape, -1), layout).view(-1, 3, 8))
+    q, k, v = (padded.from_grid(torch.randn(*keep.shape, 4, 8, generator=gen)) for _ in range(3))
+    k, v = k[:, :2], v[:, :2]  # two KV heads: grouped queries
+    got = padded.to_packed(padded.attention(q, k, v, scale=0.3))
+    expected = packed_attention(*(padded.to_packed(t) for t in (q, k, v)), layout, scale=0.3, backend="loop")
+    assert max_diff(got, expected) < 1e-5
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_padded_query_attention_equals_each_frame_over_all_its_keys(seed, with_bias):
+    from stts_core.methods.packing import PaddedFrames
+
+    gen = torch.Generator().manual_seed(seed)
+    frames, n = int(torch.randint(1, 9, (1,), generator=gen)), int(torch.randint(2, 20, (1,), generator=gen))
+    layout = PackedLayout.from_mask(random_mask(gen, frames, n))
+    padded = PaddedFrames.from_layout(layout)
+    q = torch.randn(layout.total, 4, 8, generator=gen)
+    k, v = (torch.randn(frames, n, 2, 8, generator=gen) for _ in range(2))
+    grid = torch.cat([k, v], dim=-1)  # what the callable projects: here, split back into keys and values
+    bias = torch.randn(frames, n, generator=gen) if with_bias else None
+    q_padded = q.index_select(0, padded.slots)
+    got = padded.to_packed(padded.query_attention(q_padded, grid, lambda g: (g[..., :8], g[..., 8:]), bias, 0.3))
+    kr, vr = k.repeat_interleave(2, dim=2), v.repeat_interleave(2, dim=2)
+    torch.testing.assert_close(got, query_attention_reference(q, kr, vr, layout, bias, 0.3), atol=1e-5, rtol=1e-5)

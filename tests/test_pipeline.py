@@ -317,3 +317,40 @@ def test_inference_runs_record_no_autograd_graph(micro_backend, video, monkeypat
     pipeline.warm_up(micro_backend, num_frames=4, rounds=1)
     assert seen and not any(seen)
     assert torch.is_grad_enabled()  # restored for the caller
+
+
+@pytest.mark.parametrize("scorer", ["learned", "heuristic"])
+def test_a_budget_that_prunes_nothing_scores_after_the_timed_stages(micro_backend, video, scorer, monkeypatch):
+    """Keep 1 at inference: the scorer runs once, after the connector, outside the "scoring" stage; the
+    scores equal those the method gives in place (keep 0.5) and the page says the STTS run is unpruned."""
+    from stts_core.pipeline import visual as visual_module
+    from stts_core.timing import StageTimer
+
+    inputs = micro_backend.prepare(video.frames[:4], QUESTION)
+    events: list[str] = []
+    real_scores = visual_module.method_scores
+
+    def recording(*args, **kwargs):
+        events.append("score")
+        return real_scores(*args, **kwargs)
+
+    monkeypatch.setattr(visual_module, "method_scores", recording)
+    timer = StageTimer(micro_backend.device, lambda stage: events.append(stage))
+    with torch.no_grad():
+        unpruned = visual_pass(micro_backend, inputs, 1.0, scorer, timer=timer)
+        pruned = visual_pass(micro_backend, inputs, 0.5, scorer)
+    assert events[:4] == ["vit_prefix", "scoring", "vit_suffix", "connector"]
+    assert events[4] == "score"  # after the connector: the first run's only scorer call
+    assert unpruned.prune is None and bool(unpruned.keep_mask.all())
+    torch.testing.assert_close(unpruned.scores, pruned.scores)
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=1.0, scorer=scorer))
+    assert pipeline.UNPRUNED_NOTE in result.notes and result.scores is not None
+    assert pipeline.UNPRUNED_NOTE not in run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5)).notes
+
+
+def test_training_at_keep_one_still_scores_in_place(micro_backend, video):
+    """With autograd on, the auxiliary loss needs the scores from the graph, so nothing is deferred."""
+    inputs = micro_backend.prepare(video.frames[:4], QUESTION)
+    with torch.enable_grad():
+        vp = visual_pass(micro_backend, inputs, 1.0, "learned")
+    assert vp.scores is not None and vp.scores.requires_grad

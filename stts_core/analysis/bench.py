@@ -461,6 +461,9 @@ def format_table(report: dict[str, Any]) -> str:
     lines.append(f"(medians of {report['settings']['repeats']} alternating rounds after "
                  f"{report['settings']['warmup']} warm-up round(s), the run order flipped every round; milliseconds"
                  + ("" if train else "; paired: median and interquartile range of the per-round TTFT ratios") + ")")
+    if not train and any(c["keep"] >= 1.0 and not c["error"] for c in cells):
+        lines.append("(keep 1 prunes nothing: the STTS path is the unmodified model and its scorer runs after the "
+                     "timed stages, for the score maps only; the scorer's cost shows in the pruned cells' scoring)")
     if not train:
         lines += ["", methods_table(cells), "", roofline.roofline_table(report)]
     return "\n".join(lines)

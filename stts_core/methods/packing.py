@@ -21,7 +21,7 @@ need outputs but every patch of the frame is a key (with the scorer's key bias).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -86,14 +86,16 @@ def refill_lonely_frames(keep: torch.Tensor) -> torch.Tensor:
 
 
 def plan_frame_batches(lengths: Sequence[int], keys: int | None = None,
-                       call_pairs: int = FRAME_CALL_PAIRS) -> list[list[int]]:
+                       call_pairs: int = FRAME_CALL_PAIRS, slot_pairs: int = 0) -> list[list[int]]:
     """Frames (by token count) grouped into padded attention batches, the cheapest grouping in
     (query, key) pairs plus `call_pairs` per batch.
 
     Frames are sorted longest first and cut into consecutive runs; a run pads every frame to its
     longest. `keys` None: each frame's keys are its own tokens (self-attention, cost B * L * L);
     an integer: every frame has that many keys (cost B * L * keys). Empty frames take no batch.
-    An exact search over the distinct lengths (at most one per kept-group count).
+    `slot_pairs`: what every padded slot costs besides its attention, for layouts whose linear layers
+    run on the padding too (`PaddedFrames`). An exact search over the distinct lengths (at most one
+    per kept-group count).
     """
     order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-int(lengths[i]), i))
     if not order:
@@ -109,7 +111,7 @@ def plan_frame_batches(lengths: Sequence[int], keys: int | None = None,
     for j in range(1, len(distinct) + 1):
         for i in range(j):
             width = distinct[i]
-            cost = best[i] + (cum[j] - cum[i]) * width * (width if keys is None else keys) + call_pairs
+            cost = best[i] + (cum[j] - cum[i]) * width * ((width if keys is None else keys) + slot_pairs) + call_pairs
             if best[j] is None or cost < best[j]:
                 best[j], cut[j] = cost, i
     bounds, j = [], len(distinct)
@@ -233,16 +235,16 @@ class PackedLayout:
             self._cache["frame_ids"] = torch.repeat_interleave(frames, self.lengths.to(self.keep.device))
         return self._cache["frame_ids"]
 
-    def frame_batches(self, keys: int | None = None) -> list[FrameBatch]:
+    def frame_batches(self, keys: int | None = None, slot_pairs: int = 0) -> list[FrameBatch]:
         """The frames grouped for batched attention (`plan_frame_batches`), built once per layout.
         `keys` None: self-attention among each frame's packed tokens; an integer: every frame has that
         many keys (the block after scoring, whose keys are all of the frame's patches)."""
-        name = ("frame_batches", keys)
+        name = ("frame_batches", keys, slot_pairs)
         if name not in self._cache:
             lengths = self.lengths.tolist()
             starts = [0, *np.cumsum(lengths).tolist()]
             self._cache[name] = [FrameBatch.build(frames, lengths, starts, self.keep.device)
-                                 for frames in plan_frame_batches(lengths, keys)]
+                                 for frames in plan_frame_batches(lengths, keys, slot_pairs=slot_pairs)]
         return self._cache[name]
 
     def row_slots(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,25 +340,16 @@ def _attend_rows(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Te
     return out.transpose(1, 2).reshape(rows * cap, *q.shape[1:]).index_select(0, slot)
 
 
-# Up to this many (batch x heads x queries x keys) logits, a CPU batch runs as matmul, softmax, matmul: the
-# logits stay in cache, and SDPA's fused CPU kernel, tiled for long sequences, costs more per pair on the
-# short frames of a pruned video (measured on the 2-core machine: 7 frames x 72 tokens, 4 heads of 24,
-# 168 us against 289 us). Larger batches take the fused kernel, which does not hold the logits at all.
-SMALL_LOGITS = 1 << 18
-
-
 def batch_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                     scale: float | None) -> torch.Tensor:
     """Attention of (B, H, L, d) queries over (B, H, K, d) keys and values with an optional boolean
-    (True = attend) or additive key mask broadcastable to (B, H, L, K): SDPA's numbers, computed as three
-    ops when the batch is small and on the CPU (`SMALL_LOGITS`)."""
-    b, h, n, d = q.shape
-    if q.device.type != "cpu" or b * h * n * k.shape[2] > SMALL_LOGITS:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-    logits = torch.matmul(q, k.transpose(-1, -2)) * (scale if scale is not None else d**-0.5)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
-    return torch.matmul(torch.softmax(logits.float(), dim=-1).to(q.dtype), v)
+    (True = attend) or additive key mask broadcastable to (B, H, L, K), by SDPA on every device.
+
+    On the 2-core CPU (torch 2.14) SDPA's fused kernel is as fast as or faster than matmul, softmax,
+    matmul on the pruned suffix's batches too (2 x 144 tokens 0.27 against 0.40 ms, 2 x 72 queries over
+    144 keys 0.11 against 0.18 ms, 14 x 72 equal), and the built-in model's packed suffix took 0.5 ms less
+    at 16 frames and 1.3 ms less at 64 without the three-op path (docs/benchmarks.md)."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
 
 
 def _attend_frames(q, k, v, layout: PackedLayout, scale: float | None) -> torch.Tensor:
@@ -498,3 +491,96 @@ def packed_query_attention(
         kb, vb = (batch.frames_of(x).transpose(1, 2) for x in (k, v))
         batch.scatter(out, batch_attention(batch.gather(q), kb, vb, mask, scale))
     return out
+
+
+def padded_slot_pairs(hidden: int, intermediate: int) -> int:
+    """A padded slot's cost in a transformer block with these widths, in attention (query, key) pairs:
+    its projections and MLP take 4 * hidden^2 + 2 * hidden * intermediate multiply-adds, a pair 2 * hidden."""
+    return 2 * hidden + intermediate
+
+
+@dataclass(frozen=True)
+class PaddedFrames:
+    """The packed tokens laid out batch after batch of `PackedLayout.frame_batches()`, every frame padded
+    to its batch's width: the CPU suffix's working order.
+
+    In this order each attention batch is a contiguous run of slots, so the later ViT blocks read their
+    batches as views instead of gathering q, k and v and scattering the output in every block; the
+    tokens are gathered once on entry and put back into packed order once on exit. Padding slots repeat
+    a real token of their frame, are masked out as keys and are dropped on exit; linear layers and MLPs
+    run on them too (a few percent of the tokens, where batching pads little).
+    """
+
+    slots: torch.Tensor  # (S,) packed position of every padded slot
+    back: torch.Tensor  # (total,) padded slot of every packed token
+    batches: tuple[tuple[int, int, int, torch.Tensor | None, FrameBatch], ...]  # (start, frames, width, key mask, batch)
+    grid: torch.Tensor  # (S,) index of every padded slot into the flattened (T * N) grid
+
+    @classmethod
+    def from_layout(cls, layout: PackedLayout, slot_pairs: int = 0) -> PaddedFrames:
+        """Built once per layout and `slot_pairs` (cached on the layout). `slot_pairs`: what a padded slot
+        costs in its linear layers and MLP, in attention (query, key) pairs, so the batching pads only
+        where the saved calls pay for it; `padded_slot_pairs` estimates it from a block's widths."""
+        name = ("padded", slot_pairs)
+        if name in layout._cache:
+            return layout._cache[name]
+        device = layout.keep.device
+        slots, back, batches, start = [], torch.empty(layout.total, dtype=torch.long, device=device), [], 0
+        for batch in layout.frame_batches(slot_pairs=slot_pairs):
+            b, width = batch.index.shape
+            slots.append(batch.index.reshape(-1))
+            rows = batch.rows if batch.rows is not None else torch.arange(b * width, device=device)
+            back[batch.dest] = start + rows
+            mask = None if batch.valid is None else batch.valid[:, None, None, :]
+            batches.append((start, b, width, mask, batch))
+            start += b * width
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        padded = cls(slots=torch.cat(slots) if slots else empty, back=back, batches=tuple(batches),
+                     grid=layout.flat_index.index_select(0, torch.cat(slots)) if slots else empty)
+        layout._cache[name] = padded
+        return padded
+
+    @property
+    def size(self) -> int:
+        return int(self.slots.numel())
+
+    def from_grid(self, x: torch.Tensor) -> torch.Tensor:
+        """(T, N, ...) grid -> (S, ...) padded slots."""
+        return x.reshape(-1, *x.shape[2:]).index_select(0, self.grid)
+
+    def to_packed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(S, ...) padded slots -> (total, ...) packed tokens, frame after frame."""
+        return tokens.index_select(0, self.back)
+
+    def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None) -> torch.Tensor:
+        """Per-frame self-attention of padded (S, H, d) q, k, v -> (S, H, d); padded keys are masked out
+        and padded queries give values that `to_packed` drops."""
+        if k.shape[1] != q.shape[1]:
+            reps = q.shape[1] // k.shape[1]
+            k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
+        out = q.new_empty(q.shape)
+        for start, b, width, mask, _ in self.batches:
+            end = start + b * width
+            qb, kb, vb = (x[start:end].view(b, width, *x.shape[1:]).transpose(1, 2) for x in (q, k, v))
+            out[start:end].view(b, width, *q.shape[1:]).copy_(batch_attention(qb, kb, vb, mask, scale).transpose(1, 2))
+        return out
+
+    def query_attention(self, q: torch.Tensor, grid: torch.Tensor,
+                        keys_values: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                        key_bias: torch.Tensor | None, scale: float | None) -> torch.Tensor:
+        """Padded queries (S, H, d) over every key of their own frame, with an optional additive key bias
+        (T, N): `packed_query_attention` in the padded order. Keys and values come from `keys_values` on
+        each batch's frames of `grid` (T, N, D) -> (B, N, kv heads, d) each, so a batch of frames that
+        are not consecutive gathers its input rows once rather than its keys and its values."""
+        out = q.new_empty(q.shape)
+        for start, b, width, _, batch in self.batches:
+            end = start + b * width
+            mask = None if key_bias is None else batch.frames_of(key_bias)[:, None, None, :].to(q.dtype)
+            k, v = keys_values(batch.frames_of(grid))
+            if k.shape[2] != q.shape[1]:
+                reps = q.shape[1] // k.shape[2]
+                k, v = k.repeat_interleave(reps, dim=2), v.repeat_interleave(reps, dim=2)
+            qb = q[start:end].view(b, width, *q.shape[1:]).transpose(1, 2)
+            attended = batch_attention(qb, k.transpose(1, 2), v.transpose(1, 2), mask, scale)
+            out[start:end].view(b, width, *q.shape[1:]).copy_(attended.transpose(1, 2))
+        return out

@@ -46,21 +46,26 @@ class GroupAttentionPool(nn.Module):
         """
         t, g, p, d = patches.shape
         heads, hd = self.num_heads, d // self.num_heads
-        count = valid.sum(-1).clamp(min=1).to(patches.dtype)
-        query = patches.sum(2) / count[None, :, None]  # (T, G, D)
+        whole = bool(valid.all())  # no padded slot (every group of a frame whose grid the windows tile)
+        if whole:
+            query = patches.mean(2)  # (T, G, D)
+        else:
+            query = patches.sum(2) / valid.sum(-1).clamp(min=1).to(patches.dtype)[None, :, None]
         q = self.wq(query).reshape(t * g, heads, hd)
         read = torch.bmm(q.transpose(0, 1), self.wk.weight.view(heads, hd, d))  # (H, TG, D): Wk_h^T q_h
         x = patches.reshape(t * g, p, d)
         logits = torch.bmm(x, read.permute(1, 2, 0)) * hd**-0.5  # (TG, P, H)
         # Fully padded groups (none in practice) would give NaN: let them attend to every slot.
         key_mask = valid | ~valid.any(-1, keepdim=True)
-        if not bool(key_mask.all()):
+        if not whole and not bool(key_mask.all()):
             hidden = ~key_mask.to(logits.device)[None].expand(t, g, p).reshape(t * g, p, 1)
             logits = logits.masked_fill(hidden, float("-inf"))
         weights = torch.softmax(logits.float(), dim=1).to(x.dtype)
         mixed = torch.bmm(weights.transpose(1, 2), x)  # (TG, H, D): each head's weighted patch sum
         values = torch.bmm(mixed.transpose(0, 1), self.wv.weight.view(heads, hd, d).transpose(1, 2))  # (H, TG, hd)
-        return self.wo(values.transpose(0, 1).reshape(t, g, d) + self.wv.bias)
+        # wo(values + bv) with bv folded into wo's bias (Wo bv + bo): one pass over the output fewer.
+        return F.linear(values.transpose(0, 1).reshape(t, g, d), self.wo.weight,
+                        torch.addmv(self.wo.bias, self.wo.weight, self.wv.bias))
 
     def reset_parameters(self, std: float = POOLER_INIT_STD) -> None:
         """The reference initialisation: every projection N(0, std), biases zero."""

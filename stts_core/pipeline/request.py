@@ -19,7 +19,7 @@ from stts_core.models.base import LLMPrune, PreparedInputs, VideoBackend
 from stts_core.pipeline.result import ModelRun, RunResult
 from stts_core.pipeline.settings import RunSettings, validate_question
 from stts_core.pipeline.stages import STAGES
-from stts_core.pipeline.visual import VisualPass, resolve_scorer, visual_pass
+from stts_core.pipeline.visual import VisualPass, resolve_scorer, selects_nothing, visual_pass
 from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
 
 LLM_PRUNE_CAPABILITY = "llm_prune"
@@ -36,6 +36,10 @@ def llm_prune_for(backend: VideoBackend, method: Method | None, inputs: Prepared
                          f"{method.name!r} is not available for it.")
     budget = kept_group_count(inputs.num_frames, int(inputs.groups.shape[0]), keep_ratio)
     return LLMPrune(method=method.name, keep_tokens=budget, options=dict(method.options))
+
+
+UNPRUNED_NOTE = ("This keep ratio prunes nothing, so the STTS run is the unmodified model: its scorer ran after "
+                 "the timed stages, for the score maps only, and its time is not in the STTS timings.")
 
 
 @torch.no_grad()  # inference: no autograd graph (recording one made the app's runs 10-20% slower)
@@ -254,6 +258,8 @@ def run(
         stts, scores, keep, inputs = _pruned_run(backend, get_method(scorer), stts_video, question, settings,
                                                  stts_decode, _tell(on_stage, "stts"))
         notes += _source_notes(source, settings, stts_video)
+        if get_method(scorer).stage == "vit" and selects_nothing(inputs, settings.keep_ratio):
+            notes.append(UNPRUNED_NOTE)
     finally:
         source.close()
     backend.warm = True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from stts_core.methods.budget import attention_bias, select_groups
+from stts_core.methods.budget import attention_bias, kept_group_count, select_groups
 from stts_core.methods.registry import Method, get_method
 from stts_core.models.base import PreparedInputs, VideoBackend, ViTState
 from stts_core.timing import StageTimer
@@ -67,6 +67,21 @@ def _vit_selection(backend: VideoBackend, method: Method, inputs: PreparedInputs
     return scores, keep_mask, prune, bias
 
 
+def selects_nothing(inputs: PreparedInputs, keep_ratio: float) -> bool:
+    """True when the budget keeps every group (keep ratio 1, or one that rounds to it): a vit-stage
+    method's scores then decide nothing about this run."""
+    t, g = inputs.num_frames, int(inputs.groups.shape[0])
+    return kept_group_count(t, g, keep_ratio) >= t * g
+
+
+def _defers_scoring(stage: str | None, inputs: PreparedInputs, keep_ratio: float, scores: torch.Tensor | None
+                    ) -> bool:
+    """Inference at a budget that prunes nothing runs the unmodified model, so the scorer need not run
+    before the answer: its scores (for the page's maps) are computed after the timed stages. Training
+    still scores in place, because the auxiliary loss reads them."""
+    return stage == "vit" and scores is None and not torch.is_grad_enabled() and selects_nothing(inputs, keep_ratio)
+
+
 def visual_selection(method: Method, visual: torch.Tensor, inputs: PreparedInputs, keep_ratio: float, seed: int,
                      width: int | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """A visual-stage method on the connector's output, seen as (T, G, D). ``width``: the LLM width, when
@@ -95,7 +110,8 @@ def visual_pass(
     """ViT prefix -> scores -> selection (+ bias) -> packed ViT suffix -> connector (-> selection).
 
     ``method`` None is the unmodified model (the baseline). ``use_bias`` None means the method's own
-    choice. A ``prefix`` (and ``scores``) computed once can be passed in to share them between settings
+    choice. At a budget that prunes nothing a vit-stage method's scores are computed after the
+    connector, outside the timed stages (`_defers_scoring`). A ``prefix`` (and ``scores``) computed once can be passed in to share them between settings
     of the same clip; the suffix never modifies them.
     """
     timed = timer.stage if timer is not None else (lambda _name: nullcontext())
@@ -104,8 +120,9 @@ def visual_pass(
     with timed("vit_prefix"):
         prefix = prefix if prefix is not None else backend.vit_prefix(inputs)
     keep_mask = prune = bias = None
+    deferred = _defers_scoring(stage, inputs, keep_ratio, scores)
     with timed("scoring"):  # entered by every run, so progress hears every stage (empty unless at this stage)
-        if stage == "vit":
+        if stage == "vit" and not deferred:
             scores, keep_mask, prune, bias = _vit_selection(backend, chosen, inputs, prefix, keep_ratio, seed,
                                                             use_bias, scores)
         elif stage != "visual":
@@ -115,6 +132,9 @@ def visual_pass(
         suffix = backend.vit_suffix(prefix, inputs, prune, bias, counter=counter)
     with timed("connector"):
         visual = backend.connect(suffix, inputs, prune)
+    if deferred:  # after the timed stages: the same scores and the all-kept selection, for the page
+        scores = method_scores(backend, chosen, prefix, inputs, seed)
+        keep_mask = select_groups(scores, keep_ratio)
     if stage == "visual":
         with timed("scoring"):
             scores, keep_mask = visual_selection(chosen, visual, inputs, keep_ratio, seed, backend.llm_hidden_size)

@@ -26,13 +26,25 @@ from torch.utils.checkpoint import checkpoint
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from stts_core.methods.budget import groups_to_patch_mask
-from stts_core.methods.packing import PackedLayout, refill_lonely_frames
+from stts_core.methods.packing import (
+    PackedLayout,
+    PaddedFrames,
+    padded_slot_pairs,
+    refill_lonely_frames,
+    resolve_backend,
+)
 from stts_core.models.base import Generation, LLMPrune, PreparedInputs, SuffixGeometry, ViTState
 from stts_core.models.decoding import greedy_continue
 from stts_core.models.hf_backend import HFBackendMixin
 from stts_core.models.molmo2.llm_prune import generate_pruned
 from stts_core.models.molmo2.modeling import Molmo2ForSTTS, STTSSettings
-from stts_core.models.molmo2.packed_vit import PackedViTState, packed_block, scored_block
+from stts_core.models.molmo2.packed_vit import (
+    PackedViTState,
+    packed_block,
+    padded_block,
+    padded_scored_block,
+    scored_block,
+)
 from stts_core.models.molmo2.video_patches import install_fast_video_patches
 from stts_core.timing import synchronize
 
@@ -192,6 +204,13 @@ class Molmo2Backend(HFBackendMixin):
         """Block k+1 with the key bias, evaluated at the layout's tokens (`packed_vit.scored_block`)."""
         return scored_block(self.model.model.vision_tower.layers[index], x, layout, bias)
 
+    def _padded_scored_block(self, index: int, x: torch.Tensor, padded: PaddedFrames, bias: torch.Tensor | None
+                             ) -> torch.Tensor:
+        return padded_scored_block(self.model.model.vision_tower.layers[index], x, padded, bias)
+
+    def _padded_block(self, index: int, tokens: torch.Tensor, padded: PaddedFrames) -> torch.Tensor:
+        return padded_block(self.model.model.vision_tower.layers[index], tokens, padded)
+
     def _checkpointed(self, fn: Any, *args: Any) -> torch.Tensor:
         if self.gradient_checkpointing and self.model.training and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False)
@@ -232,7 +251,17 @@ class Molmo2Backend(HFBackendMixin):
         kept = groups_to_patch_mask(keep_mask, inputs.groups, inputs.patches_per_frame)
         ran = refill_lonely_frames(kept) if self._stts_option("refill_lonely_frames", True) else kept
         layout = PackedLayout.from_mask(ran)
-        tokens = self._checkpointed(self._scored_block, k1, state.hidden, layout, bias)
+        if resolve_backend(self.attention_impl, state.hidden.device) == "frames":
+            packed = self._padded_suffix(state.hidden, layout, bias, counter)
+        else:
+            packed = self._packed_suffix(state.hidden, layout, bias, counter)
+        return PackedViTState(state.saved, packed, layout, kept, self.last_layer)
+
+    def _packed_suffix(self, hidden: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None,
+                       counter: list[int] | None) -> dict[int, torch.Tensor]:
+        """Blocks k+1..L on the packed tokens -> the feature layers' packed tokens."""
+        k1 = self.scoring_layer + 1
+        tokens = self._checkpointed(self._scored_block, k1, hidden, layout, bias)
         packed = {k1: tokens} if k1 in self.feature_layers else {}
         for i in range(k1 + 1, self.last_layer + 1):
             tokens = self._checkpointed(self._packed_block, i, tokens, layout)
@@ -240,7 +269,24 @@ class Molmo2Backend(HFBackendMixin):
                 counter.append(tokens.shape[0])
             if i in self.feature_layers:
                 packed[i] = tokens
-        return PackedViTState(state.saved, packed, layout, kept, self.last_layer)
+        return packed
+
+    def _padded_suffix(self, hidden: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None,
+                       counter: list[int] | None) -> dict[int, torch.Tensor]:
+        """`_packed_suffix` in the padded batch order (`PaddedFrames`, the "frames" attention back end),
+        back in packed order on exit."""
+        k1 = self.scoring_layer + 1
+        vision = self.model.config.vision_config
+        padded = PaddedFrames.from_layout(layout, padded_slot_pairs(vision.hidden_size, vision.intermediate_size))
+        tokens = self._checkpointed(self._padded_scored_block, k1, hidden, padded, bias)
+        packed = {k1: padded.to_packed(tokens)} if k1 in self.feature_layers else {}
+        for i in range(k1 + 1, self.last_layer + 1):
+            tokens = self._checkpointed(self._padded_block, i, tokens, padded)
+            if counter is not None:
+                counter.append(layout.total)
+            if i in self.feature_layers:
+                packed[i] = padded.to_packed(tokens)
+        return packed
 
     def connect(self, state: ViTState, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> torch.Tensor:
         """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order.

@@ -4,6 +4,8 @@
   only the tokens the later blocks run on need an output, so its queries, output projection and MLP
   run on those tokens alone: the same numbers as the stock block on every patch, read there.
 - `packed_block`: blocks k+2..L on the packed tokens (`methods.packing`).
+- `padded_scored_block` / `padded_block`: the same two in the padded batch order of `PaddedFrames`
+  (the CPU path: attention batches read as views, no gather or scatter inside a block).
 - `PackedViTState`: the suffix's features kept packed, so the connector pools the kept groups straight
   from them; the (T, N, D) grids of `ViTState.saved` are unpacked only when something reads them.
 """
@@ -15,7 +17,7 @@ from collections.abc import Iterator, Mapping
 import torch
 from torch import nn
 
-from stts_core.methods.packing import PackedLayout, pack, packed_attention, packed_query_attention, unpack
+from stts_core.methods.packing import PackedLayout, PaddedFrames, pack, packed_attention, packed_query_attention, unpack
 from stts_core.models.base import ViTState
 
 
@@ -39,6 +41,33 @@ def packed_block(layer: nn.Module, tokens: torch.Tensor, layout: PackedLayout, b
     shape = (tokens.shape[0], -1, attn.head_dim)
     q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
     o = packed_attention(q, k, v, layout, scale=attn.scaling, backend=backend)
+    tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
+    return tokens + layer.mlp(layer.layer_norm2(tokens))
+
+
+def padded_scored_block(layer: nn.Module, x: torch.Tensor, padded: PaddedFrames, bias: torch.Tensor | None
+                        ) -> torch.Tensor:
+    """`scored_block` with its outputs in the padded order -> (S, D)."""
+    attn = layer.self_attn
+    h = layer.layer_norm1(x)
+
+    def keys_values(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (*frames.shape[:2], -1, attn.head_dim)
+        return attn.k_proj(frames).view(shape), attn.v_proj(frames).view(shape)
+
+    q = attn.q_proj(padded.from_grid(h)).view(padded.size, -1, attn.head_dim)
+    o = padded.query_attention(q, h, keys_values, bias, scale=attn.scaling)
+    tokens = padded.from_grid(x) + attn.o_proj(o.reshape(padded.size, -1))
+    return tokens + layer.mlp(layer.layer_norm2(tokens))
+
+
+def padded_block(layer: nn.Module, tokens: torch.Tensor, padded: PaddedFrames) -> torch.Tensor:
+    """`packed_block` on (S, D) tokens in the padded order."""
+    attn = layer.self_attn
+    h = layer.layer_norm1(tokens)
+    shape = (tokens.shape[0], -1, attn.head_dim)
+    q, k, v = attn.q_proj(h).view(shape), attn.k_proj(h).view(shape), attn.v_proj(h).view(shape)
+    o = padded.attention(q, k, v, scale=attn.scaling)
     tokens = tokens + attn.o_proj(o.reshape(tokens.shape[0], -1))
     return tokens + layer.mlp(layer.layer_norm2(tokens))
 
