@@ -252,9 +252,11 @@ class Molmo2Backend(HFBackendMixin):
         ran = refill_lonely_frames(kept) if self._stts_option("refill_lonely_frames", True) else kept
         layout = PackedLayout.from_mask(ran)
         if resolve_backend(self.attention_impl, state.hidden.device) == "frames":
-            packed = self._padded_suffix(state.hidden, layout, bias, counter)
-        else:
-            packed = self._packed_suffix(state.hidden, layout, bias, counter)
+            vision = self.model.config.vision_config
+            padded = PaddedFrames.from_layout(layout, padded_slot_pairs(vision.hidden_size, vision.intermediate_size))
+            return PackedViTState(state.saved, self._padded_suffix(state.hidden, padded, bias, counter), layout,
+                                  kept, self.last_layer, padded)
+        packed = self._packed_suffix(state.hidden, layout, bias, counter)
         return PackedViTState(state.saved, packed, layout, kept, self.last_layer)
 
     def _packed_suffix(self, hidden: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None,
@@ -271,22 +273,20 @@ class Molmo2Backend(HFBackendMixin):
                 packed[i] = tokens
         return packed
 
-    def _padded_suffix(self, hidden: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None,
+    def _padded_suffix(self, hidden: torch.Tensor, padded: PaddedFrames, bias: torch.Tensor | None,
                        counter: list[int] | None) -> dict[int, torch.Tensor]:
-        """`_packed_suffix` in the padded batch order (`PaddedFrames`, the "frames" attention back end),
-        back in packed order on exit."""
+        """`_packed_suffix` in the padded batch order (`PaddedFrames`, the "frames" attention back end):
+        the feature layers' tokens stay in that order for the connector (`PackedViTState.padded`)."""
         k1 = self.scoring_layer + 1
-        vision = self.model.config.vision_config
-        padded = PaddedFrames.from_layout(layout, padded_slot_pairs(vision.hidden_size, vision.intermediate_size))
         tokens = self._checkpointed(self._padded_scored_block, k1, hidden, padded, bias)
-        packed = {k1: padded.to_packed(tokens)} if k1 in self.feature_layers else {}
+        stored = {k1: tokens} if k1 in self.feature_layers else {}
         for i in range(k1 + 1, self.last_layer + 1):
             tokens = self._checkpointed(self._padded_block, i, tokens, padded)
             if counter is not None:
-                counter.append(layout.total)
+                counter.append(int(padded.back.numel()))
             if i in self.feature_layers:
-                packed[i] = padded.to_packed(tokens)
-        return packed
+                stored[i] = tokens
+        return stored
 
     def connect(self, state: ViTState, inputs: PreparedInputs, keep_mask: torch.Tensor | None) -> torch.Tensor:
         """The stock adapter on the kept groups only -> (kept groups, LLM width), in original order.

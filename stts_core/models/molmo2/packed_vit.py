@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -74,59 +74,73 @@ def padded_block(layer: nn.Module, tokens: torch.Tensor, padded: PaddedFrames) -
 
 class UnpackedGrids(Mapping):
     """Layer -> (T, N, D) grid with pruned places zero, unpacked from the packed features on first read
-    (patches that ran only as a refilled frame's context are zeroed too)."""
+    (patches that ran only as a refilled frame's context are zeroed too). `packed(layer)` gives a later
+    layer's tokens in packed order."""
 
-    def __init__(self, earlier: Mapping[int, torch.Tensor], packed: dict[int, torch.Tensor], layout: PackedLayout,
-                 kept: torch.Tensor) -> None:
+    def __init__(self, earlier: Mapping[int, torch.Tensor], later: set[int],
+                 packed: Callable[[int], torch.Tensor], layout: PackedLayout, kept: torch.Tensor) -> None:
         self._grids = dict(earlier)
+        self._later = later
         self._packed = packed
         self._layout = layout
         self._kept = kept
 
     def __getitem__(self, layer: int) -> torch.Tensor:
         if layer not in self._grids:
-            grid = unpack(self._packed[layer], self._layout)
+            if layer not in self._later:
+                raise KeyError(layer)
+            grid = unpack(self._packed(layer), self._layout)
             if not torch.equal(self._kept, self._layout.keep):
                 grid = grid * self._kept[..., None].to(grid.dtype)
             self._grids[layer] = grid
         return self._grids[layer]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(sorted(set(self._grids) | set(self._packed)))
+        return iter(sorted(set(self._grids) | self._later))
 
     def __len__(self) -> int:
-        return len(set(self._grids) | set(self._packed))
+        return len(set(self._grids) | self._later)
 
 
 class PackedViTState(ViTState):
-    """The pruned suffix's output: `packed[i]` the tokens of `layout` after block i, `kept` the (T, N)
-    patches the connector may read. `hidden` and `saved` are the `ViTState` grids, unpacked on demand."""
+    """The pruned suffix's output: `packed[i]` the tokens of `layout` after block i (in packed order, or
+    in the padded order of `padded` when the suffix ran in it), `kept` the (T, N) patches the connector
+    may read. `hidden` and `saved` are the `ViTState` grids, unpacked on demand."""
 
     def __init__(self, earlier: Mapping[int, torch.Tensor], packed: dict[int, torch.Tensor], layout: PackedLayout,
-                 kept: torch.Tensor, last: int) -> None:
-        self.saved = UnpackedGrids(earlier, packed, layout, kept)  # type: ignore[assignment]
+                 kept: torch.Tensor, last: int, padded: PaddedFrames | None = None) -> None:
+        self.saved = UnpackedGrids(earlier, set(packed), self.packed_order, layout, kept)  # type: ignore[assignment]
         self.packed = packed
         self.layout = layout
         self.kept = kept
         self.last = last
+        self.padded = padded
 
     @property  # type: ignore[override]
     def hidden(self) -> torch.Tensor:
         return self.saved[self.last]
 
+    def packed_order(self, layer: int) -> torch.Tensor:
+        """A later layer's (total, D) tokens, frame after frame."""
+        tokens = self.packed[layer]
+        return tokens if self.padded is None else self.padded.to_packed(tokens)
+
     def pooled_inputs(self, layers: list[int], pooling: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The connector's inputs without unpacking: features (1, total, D * layers) of the packed
-        tokens (layers concatenated as `connect` does) and `pooling` (kept groups, P) re-pointed from
-        grid patches to packed positions (-1 stays padding). Every pooled patch must be packed."""
-        features = torch.cat([self._packed_or_grid(i) for i in layers], dim=-1)[None]
+        """The connector's inputs without unpacking or reordering: features (1, rows, D * layers) of the
+        stored tokens (layers concatenated as `connect` does) and `pooling` (kept groups, P) re-pointed
+        from grid patches to those rows (-1 stays padding). Every pooled patch must have run."""
+        features = torch.cat([self._stored_or_grid(i) for i in layers], dim=-1)[None]
         where = torch.full((self.layout.keep.numel(),), -1, dtype=torch.long, device=pooling.device)
-        where[self.layout.flat_index.to(pooling.device)] = torch.arange(self.layout.total, device=pooling.device)
+        rows = (torch.arange(self.layout.total, device=pooling.device) if self.padded is None
+                else self.padded.back.to(pooling.device))
+        where[self.layout.flat_index.to(pooling.device)] = rows
         moved = torch.where(pooling >= 0, where[pooling.clamp(min=0)], pooling)
         if bool(((moved < 0) & (pooling >= 0)).any()):
             raise ValueError("A kept group pools a patch that the packed ViT blocks did not run.")
         return features, moved
 
-    def _packed_or_grid(self, layer: int) -> torch.Tensor:
+    def _stored_or_grid(self, layer: int) -> torch.Tensor:
         if layer in self.packed:
             return self.packed[layer]
-        return pack(self.saved[layer], self.layout)  # a feature layer before the pruning
+        grid = self.saved[layer]  # a feature layer before the pruning
+        return pack(grid, self.layout) if self.padded is None else self.padded.from_grid(grid)
