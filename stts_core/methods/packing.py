@@ -8,7 +8,9 @@ attention needs to know where frames begin and end, and it has interchangeable b
 - ``flex``: PyTorch FlexAttention with a document mask (CUDA);
 - ``frames``: frames grouped by their token count into a few padded batches, one SDPA call per
   batch (any device; the CPU default): attention costs what each frame's own tokens cost (the sum of
-  n_t^2), not a full row of N slots per frame, and needs no dense mask;
+  n_t^2), not a full row of N slots per frame, and needs no dense mask; a backend whose whole suffix
+  runs on the CPU can keep its tokens in that batch order throughout (`PaddedFrames`), so no block
+  gathers or scatters;
 - ``rows``: first-fit-decreasing packing into rows of N slots with a block-diagonal mask, run by
   PyTorch SDPA (any device; the reference implementation's layout);
 - ``loop``: one SDPA call per frame (the plain reference that the others are tested against).
