@@ -112,6 +112,11 @@ def speed_markdown(result: RunResult, measured: Measured | None = None) -> str:
     if result.warmup:
         lines.append("**Warm-up run**: the first run after a model loads pays one-off costs; "
                      "run again for steady-state timings.")
+    low = result.contended_share
+    if low is not None:
+        lines.append(f"**Timings disturbed**: a run got only {100 * low:.0f}% of its CPU threads' time (other work "
+                     "on this machine competed for the cores), so these times and speedups are not the model's; "
+                     "run again when the server is less busy, or tick **measure precisely**.")
     if measured is None:
         lines.append("Times are measured stage by stage during this one run (not estimated); one run varies, tick "
                      "**measure precisely** for medians over repeated pairs.")

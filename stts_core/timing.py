@@ -44,6 +44,24 @@ class StageTimer:
         return self.seconds.get(name, 0.0)
 
 
+class CpuShare:
+    """How much of its threads' CPU a stretch of work on the CPU got: process CPU time over wall time x
+    torch's intra-op threads. An idle machine gives about 1 (the workers spin between ops); other
+    processes competing for the cores push it toward 1 / (competitors + 1), and such a run's timings are
+    the contention's, not the model's. None for work on an accelerator, where the host mostly waits."""
+
+    def __init__(self, device: torch.device | str | None) -> None:
+        self.on_cpu = torch.device(device).type == "cpu" if device is not None else True
+        self.threads = max(1, torch.get_num_threads())
+        self.cpu, self.wall = time.process_time(), time.perf_counter()
+
+    def share(self) -> float | None:
+        if not self.on_cpu:
+            return None
+        wall = time.perf_counter() - self.wall
+        return (time.process_time() - self.cpu) / max(wall * self.threads, 1e-9)
+
+
 def reset_peak_memory(device: torch.device | str | None) -> None:
     dev = torch.device(device) if device is not None else None
     if dev is not None and dev.type == "cuda" and torch.cuda.is_available():

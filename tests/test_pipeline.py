@@ -354,3 +354,34 @@ def test_training_at_keep_one_still_scores_in_place(micro_backend, video):
     with torch.enable_grad():
         vp = visual_pass(micro_backend, inputs, 1.0, "learned")
     assert vp.scores is not None and vp.scores.requires_grad
+
+
+def test_cpu_share_reads_idle_time_as_a_low_share_and_is_none_off_the_cpu():
+    """A stretch spent sleeping used no CPU, so its share is near 0; on an accelerator there is none."""
+    import time
+
+    from stts_core.timing import CpuShare
+
+    clock = CpuShare("cpu")
+    time.sleep(0.05)
+    assert clock.share() < 0.2
+    assert CpuShare("meta").share() is None
+
+
+def test_a_contended_run_is_flagged_on_the_page(micro_backend, video):
+    """Each run records its CPU share; the page says timings are disturbed only when one ran starved."""
+    import dataclasses
+
+    pytest.importorskip("gradio")
+    from app.text import speed_markdown
+    from stts_core.pipeline.result import CONTENDED_SHARE
+
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
+    assert result.stts.cpu_share is not None and result.stts.cpu_share > 0
+    assert result.stts.to_json()["cpu_share"] == result.stts.cpu_share
+    steady = dataclasses.replace(result, stts=dataclasses.replace(result.stts, cpu_share=0.99),
+                                 baseline=dataclasses.replace(result.baseline, cpu_share=0.97))
+    starved = dataclasses.replace(steady, baseline=dataclasses.replace(result.baseline, cpu_share=0.41))
+    assert steady.contended_share is None and "disturbed" not in speed_markdown(steady)
+    assert starved.contended_share == 0.41 < CONTENDED_SHARE
+    assert "**Timings disturbed**: a run got only 41% of its CPU threads' time" in speed_markdown(starved)

@@ -20,7 +20,7 @@ from stts_core.pipeline.result import ModelRun, RunResult
 from stts_core.pipeline.settings import RunSettings, validate_question
 from stts_core.pipeline.stages import STAGES
 from stts_core.pipeline.visual import VisualPass, resolve_scorer, selects_nothing, visual_pass
-from stts_core.timing import StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
+from stts_core.timing import CpuShare, StageTimer, device_name, peak_memory_gb, reset_peak_memory, synchronize
 
 LLM_PRUNE_CAPABILITY = "llm_prune"
 
@@ -58,6 +58,7 @@ def run_model(
     device = backend.device
     chosen = get_method(method) if method is not None else None
     timer = StageTimer(device, on_stage)
+    clock = CpuShare(device)
     timer.add("decode_video", decode_s)
     reset_peak_memory(device)
     with timer.stage("preprocess"):
@@ -78,7 +79,7 @@ def run_model(
     run = ModelRun(answer=gen.text, token_ids=gen.token_ids, timings={s: timer.get(s) for s in STAGES},
                    num_frames=inputs.num_frames, visual_tokens=gen.visual_tokens or int(vp.visual.shape[0]),
                    prompt_tokens=gen.prompt_tokens, vit_suffix_tokens=vp.suffix_tokens,
-                   peak_mem_gb=peak_memory_gb(device), vit_tokens=vp.vit_tokens)
+                   peak_mem_gb=peak_memory_gb(device), vit_tokens=vp.vit_tokens, cpu_share=clock.share())
     return run, vp, inputs
 
 

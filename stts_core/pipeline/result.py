@@ -11,6 +11,10 @@ from stts_core.pipeline.agreement import answers_agree
 from stts_core.pipeline.settings import RunSettings
 from stts_core.pipeline.stages import MODEL_STAGES, STAGES, TTFT_STAGES, total
 
+# A run on the CPU that got less than this share of its threads' time competed with other work: on the
+# 2-core machine an idle run measures 0.98-1.00 and one beside two busy processes 0.48-0.50.
+CONTENDED_SHARE = 0.8
+
 
 @dataclass
 class ModelRun:
@@ -25,6 +29,7 @@ class ModelRun:
     vit_suffix_tokens: int  # patches the post-pruning ViT blocks ran on (per block)
     peak_mem_gb: float | None
     vit_tokens: int = 0  # patches ViT block 0 ran on (all sampled frames)
+    cpu_share: float | None = None  # timing.CpuShare over the run (CPU only): about 1 unless contended
 
     @property
     def ttft_s(self) -> float:
@@ -46,7 +51,7 @@ class ModelRun:
                 "model_s": self.model_s, "e2e_s": self.e2e_s, "num_frames": self.num_frames,
                 "visual_tokens": self.visual_tokens, "prompt_tokens": self.prompt_tokens,
                 "vit_tokens": self.vit_tokens, "vit_suffix_tokens": self.vit_suffix_tokens,
-                "peak_mem_gb": self.peak_mem_gb}
+                "peak_mem_gb": self.peak_mem_gb, "cpu_share": self.cpu_share}
 
 
 @dataclass
@@ -80,6 +85,14 @@ class RunResult:
         if self.baseline is None:
             return None
         return getattr(self.baseline, attr) / max(getattr(self.stts, attr), 1e-12)
+
+    @property
+    def contended_share(self) -> float | None:
+        """The lowest CPU share of the two runs when it is below CONTENDED_SHARE (other work on the
+        machine took the cores, so the timings are not the model's), else None."""
+        shares = [r.cpu_share for r in (self.baseline, self.stts) if r is not None and r.cpu_share is not None]
+        low = min(shares, default=None)
+        return low if low is not None and low < CONTENDED_SHARE else None
 
     @property
     def ttft_speedup(self) -> float | None:
