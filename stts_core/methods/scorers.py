@@ -55,9 +55,8 @@ class GroupAttentionPool(nn.Module):
         read = torch.bmm(q.transpose(0, 1), self.wk.weight.view(heads, hd, d))  # (H, TG, D): Wk_h^T q_h
         x = patches.reshape(t * g, p, d)
         logits = torch.bmm(x, read.permute(1, 2, 0)) * hd**-0.5  # (TG, P, H)
-        # Fully padded groups (none in practice) would give NaN: let them attend to every slot.
-        key_mask = valid | ~valid.any(-1, keepdim=True)
-        if not whole and not bool(key_mask.all()):
+        if not whole:  # padded slots are no keys; a fully padded group (none in practice) sees every slot
+            key_mask = valid | ~valid.any(-1, keepdim=True)
             hidden = ~key_mask.to(logits.device)[None].expand(t, g, p).reshape(t * g, p, 1)
             logits = logits.masked_fill(hidden, float("-inf"))
         weights = torch.softmax(logits.float(), dim=1).to(x.dtype)

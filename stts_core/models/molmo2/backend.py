@@ -254,36 +254,25 @@ class Molmo2Backend(HFBackendMixin):
         if resolve_backend(self.attention_impl, state.hidden.device) == "frames":
             vision = self.model.config.vision_config
             padded = PaddedFrames.from_layout(layout, padded_slot_pairs(vision.hidden_size, vision.intermediate_size))
-            return PackedViTState(state.saved, self._padded_suffix(state.hidden, padded, bias, counter), layout,
-                                  kept, self.last_layer, padded)
-        packed = self._packed_suffix(state.hidden, layout, bias, counter)
-        return PackedViTState(state.saved, packed, layout, kept, self.last_layer)
+            stored = self._suffix_blocks(self._padded_scored_block, (state.hidden, padded, bias),
+                                         self._padded_block, (padded,), layout.total, counter)
+            return PackedViTState(state.saved, stored, layout, kept, self.last_layer, padded)
+        stored = self._suffix_blocks(self._scored_block, (state.hidden, layout, bias), self._packed_block, (layout,),
+                                     layout.total, counter)
+        return PackedViTState(state.saved, stored, layout, kept, self.last_layer)
 
-    def _packed_suffix(self, hidden: torch.Tensor, layout: PackedLayout, bias: torch.Tensor | None,
+    def _suffix_blocks(self, scored: Any, scored_args: tuple, later: Any, later_args: tuple, ran: int,
                        counter: list[int] | None) -> dict[int, torch.Tensor]:
-        """Blocks k+1..L on the packed tokens -> the feature layers' packed tokens."""
+        """Block k+1 (`scored`), then blocks k+2..L (`later`), each called with its block index, the tokens
+        and its layout arguments -> the feature layers' tokens in the layout's order (packed, or the padded
+        batch order of `PaddedFrames`, which the "frames" back end runs in so no block gathers)."""
         k1 = self.scoring_layer + 1
-        tokens = self._checkpointed(self._scored_block, k1, hidden, layout, bias)
-        packed = {k1: tokens} if k1 in self.feature_layers else {}
-        for i in range(k1 + 1, self.last_layer + 1):
-            tokens = self._checkpointed(self._packed_block, i, tokens, layout)
-            if counter is not None:
-                counter.append(tokens.shape[0])
-            if i in self.feature_layers:
-                packed[i] = tokens
-        return packed
-
-    def _padded_suffix(self, hidden: torch.Tensor, padded: PaddedFrames, bias: torch.Tensor | None,
-                       counter: list[int] | None) -> dict[int, torch.Tensor]:
-        """`_packed_suffix` in the padded batch order (`PaddedFrames`, the "frames" attention back end):
-        the feature layers' tokens stay in that order for the connector (`PackedViTState.padded`)."""
-        k1 = self.scoring_layer + 1
-        tokens = self._checkpointed(self._padded_scored_block, k1, hidden, padded, bias)
+        tokens = self._checkpointed(scored, k1, *scored_args)
         stored = {k1: tokens} if k1 in self.feature_layers else {}
         for i in range(k1 + 1, self.last_layer + 1):
-            tokens = self._checkpointed(self._padded_block, i, tokens, padded)
+            tokens = self._checkpointed(later, i, tokens, *later_args)
             if counter is not None:
-                counter.append(int(padded.back.numel()))
+                counter.append(ran)
             if i in self.feature_layers:
                 stored[i] = tokens
         return stored
