@@ -515,7 +515,7 @@ class PaddedFrames:
 
     slots: torch.Tensor  # (S,) packed position of every padded slot
     back: torch.Tensor  # (total,) padded slot of every packed token
-    batches: tuple[tuple[int, int, int, torch.Tensor | None, FrameBatch], ...]  # (start, frames, width, key mask, batch)
+    batches: tuple[tuple[int, FrameBatch], ...]  # (first slot, batch) in slot order
     grid: torch.Tensor  # (S,) index of every padded slot into the flattened (T * N) grid
 
     @classmethod
@@ -533,8 +533,7 @@ class PaddedFrames:
             slots.append(batch.index.reshape(-1))
             rows = batch.rows if batch.rows is not None else torch.arange(b * width, device=device)
             back[batch.dest] = start + rows
-            mask = None if batch.valid is None else batch.valid[:, None, None, :]
-            batches.append((start, b, width, mask, batch))
+            batches.append((start, batch))
             start += b * width
         empty = torch.zeros(0, dtype=torch.long, device=device)
         padded = cls(slots=torch.cat(slots) if slots else empty, back=back, batches=tuple(batches),
@@ -561,8 +560,9 @@ class PaddedFrames:
             reps = q.shape[1] // k.shape[1]
             k, v = k.repeat_interleave(reps, dim=1), v.repeat_interleave(reps, dim=1)
         out = q.new_empty(q.shape)
-        for start, b, width, mask, _ in self.batches:
-            end = start + b * width
+        for start, batch in self.batches:
+            (b, width), end = batch.index.shape, start + batch.index.numel()
+            mask = None if batch.valid is None else batch.valid[:, None, None, :]
             qb, kb, vb = (x[start:end].view(b, width, *x.shape[1:]).transpose(1, 2) for x in (q, k, v))
             out[start:end].view(b, width, *q.shape[1:]).copy_(batch_attention(qb, kb, vb, mask, scale).transpose(1, 2))
         return out
@@ -575,8 +575,8 @@ class PaddedFrames:
         each batch's frames of `grid` (T, N, D) -> (B, N, kv heads, d) each, so a batch of frames that
         are not consecutive gathers its input rows once rather than its keys and its values."""
         out = q.new_empty(q.shape)
-        for start, b, width, _, batch in self.batches:
-            end = start + b * width
+        for start, batch in self.batches:
+            (b, width), end = batch.index.shape, start + batch.index.numel()
             mask = None if key_bias is None else batch.frames_of(key_bias)[:, None, None, :].to(q.dtype)
             k, v = keys_values(batch.frames_of(grid))
             if k.shape[2] != q.shape[1]:
