@@ -44,6 +44,8 @@ class Measured:
     model_ms: dict[str, tuple[float, float, float]]
     ttft_speedups: list[float]
     model_speedups: list[float]
+    disturbed: int = 0  # measured pairs in which a run got less than CONTENDED_SHARE of its CPU threads' time
+    lowest_share: float | None = None  # the lowest CPU share of any measured run (None off the CPU)
 
 
 def ms(seconds: float) -> float:
@@ -84,7 +86,16 @@ def measured_markdown(m: Measured) -> str:
             f"time to first token {_speedup(ttft)} ({_spread(m.ttft_ms['baseline'])} -> "
             f"{_spread(m.ttft_ms['stts'])}); model total {_speedup(model)} ({_spread(m.model_ms['baseline'])} -> "
             f"{_spread(m.model_ms['stts'])}); per-pair TTFT speedups {min(m.ttft_speedups):.2f}x-"
-            f"{max(m.ttft_speedups):.2f}x.")
+            f"{max(m.ttft_speedups):.2f}x." + _disturbed_pairs(m))
+
+
+def _disturbed_pairs(m: Measured) -> str:
+    """How many measured pairs ran starved of CPU time: the medians resist a few, not most."""
+    if not m.disturbed or m.lowest_share is None:
+        return ""
+    return (f" **{m.disturbed} of {m.pairs} pairs disturbed** (a run got as little as {100 * m.lowest_share:.0f}% of "
+            "its CPU threads' time; other work competed for the cores)"
+            + (": the medians are not the model's either." if 2 * m.disturbed >= m.pairs else "."))
 
 
 def speed_markdown(result: RunResult, measured: Measured | None = None) -> str:

@@ -134,9 +134,11 @@ def measure(results: list[RunResult]) -> Measured:
         return {"baseline": stats([getattr(r.baseline, attr) for r in runs if r.baseline is not None]),
                 "stts": stats([getattr(r.stts, attr) for r in runs])}
 
+    shares = [x.cpu_share for r in runs for x in (r.baseline, r.stts) if x is not None and x.cpu_share is not None]
     return Measured(pairs=len(runs), ttft_ms=both("ttft_s"), model_ms=both("model_s"),
                     ttft_speedups=[r.ttft_speedup for r in runs if r.ttft_speedup is not None],
-                    model_speedups=[r.model_speedup for r in runs if r.model_speedup is not None])
+                    model_speedups=[r.model_speedup for r in runs if r.model_speedup is not None],
+                    disturbed=sum(r.contended_share is not None for r in runs), lowest_share=min(shares, default=None))
 
 
 def _jpeg(frame: np.ndarray) -> bytes:

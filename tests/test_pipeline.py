@@ -385,3 +385,28 @@ def test_a_contended_run_is_flagged_on_the_page(micro_backend, video):
     assert steady.contended_share is None and "disturbed" not in speed_markdown(steady)
     assert starved.contended_share == 0.41 < CONTENDED_SHARE
     assert "**Timings disturbed**: a run got only 41% of its CPU threads' time" in speed_markdown(starved)
+
+
+def test_measure_precisely_counts_the_pairs_that_ran_starved(micro_backend, video):
+    """Repeated pairs report how many had a run below CONTENDED_SHARE, and say when most did."""
+    import dataclasses
+
+    pytest.importorskip("gradio")
+    from app.text import measured_markdown
+    from app.views import measure
+
+    result = run(micro_backend, video, QUESTION, _settings(keep_ratio=0.5))
+
+    def pair(base: float, stts: float):
+        return dataclasses.replace(result, baseline=dataclasses.replace(result.baseline, cpu_share=base),
+                                   stts=dataclasses.replace(result.stts, cpu_share=stts))
+
+    warm_up = pair(0.1, 0.1)  # the first pair is a warm-up and is not counted
+    steady = measure([warm_up, *(pair(0.98, 0.99) for _ in range(4))])
+    assert steady.disturbed == 0 and steady.lowest_share == 0.98 and "disturbed" not in measured_markdown(steady)
+    few = measure([warm_up, pair(0.98, 0.99), pair(0.5, 0.99), pair(0.97, 0.99), pair(0.99, 0.99)])
+    assert few.disturbed == 1 and few.lowest_share == 0.5
+    assert "**1 of 4 pairs disturbed** (a run got as little as 50%" in measured_markdown(few)
+    assert "not the model's" not in measured_markdown(few)
+    most = measure([warm_up, pair(0.5, 0.6), pair(0.4, 0.99), pair(0.97, 0.99), pair(0.99, 0.7)])
+    assert most.disturbed == 3 and "the medians are not the model's either" in measured_markdown(most)
